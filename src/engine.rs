@@ -1,0 +1,590 @@
+//! The request path, with no proxy in sight (SPEC §2.1, §3): which policy applies to a request,
+//! what the request gets (a local preflight reply, or passage upstream with a plan for the
+//! response), and which header edits that plan makes on the response.
+//!
+//! Data flows one way: request bytes → [`Request`] → [`Outcome`] → [`ResponsePlan`] →
+//! [`HeaderEdit`]s. Nothing here allocates per request beyond the values it hands back.
+
+use std::collections::HashSet;
+
+use crate::policy::{Config, Mode, Policy, UnmatchedPreflights, UpstreamCorsHeaders};
+
+pub const ACAO: &str = "access-control-allow-origin";
+pub const ACAC: &str = "access-control-allow-credentials";
+pub const ACAM: &str = "access-control-allow-methods";
+pub const ACAH: &str = "access-control-allow-headers";
+pub const ACEH: &str = "access-control-expose-headers";
+pub const ACMA: &str = "access-control-max-age";
+pub const ACAPN: &str = "access-control-allow-private-network";
+pub const VARY: &str = "vary";
+pub const DENY_REASON: &str = "cors-deny-reason";
+/// `Vary` of a preflight denied because its route names an unknown policy.
+const FAIL_CLOSED_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+
+/// What the filter reads of a request. Header values are raw bytes; repeated headers arrive
+/// joined with `,` (as Envoy hands them over).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a [u8],
+    pub origin: Option<&'a [u8]>,
+    /// `Access-Control-Request-Method`.
+    pub acrm: Option<&'a [u8]>,
+    /// `Access-Control-Request-Headers`.
+    pub acrh: Option<&'a [u8]>,
+    /// `Access-Control-Request-Private-Network`.
+    pub acrpn: Option<&'a [u8]>,
+}
+
+impl Request<'_> {
+    /// `OPTIONS` with an `Origin` and an `Access-Control-Request-Method`.
+    pub fn is_preflight(&self) -> bool {
+        self.method == b"OPTIONS" && self.origin.is_some() && self.acrm.is_some()
+    }
+}
+
+/// Facts about the route, read only when a rule needs them (each read is a host call).
+pub trait RouteFacts {
+    /// `xds.route_metadata.filter_metadata.cors.policy`.
+    fn metadata_policy(&mut self) -> Option<&[u8]>;
+    /// `xds.route_name`.
+    fn route_name(&mut self) -> Option<&[u8]>;
+    /// `xds.virtual_host_name`.
+    fn virtual_host(&mut self) -> Option<&[u8]>;
+    /// `:authority`, port included.
+    fn authority(&mut self) -> Option<&[u8]>;
+    /// `:path`.
+    fn path(&mut self) -> Option<&[u8]>;
+}
+
+/// The policy chosen for a request (SPEC §2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Index into [`Config::policies`].
+    Policy(usize),
+    /// No CORS handling: metadata `off`, a rule with `policy: null`, or nothing applies.
+    Untouched,
+    /// Route metadata names a policy that does not exist: fail closed.
+    Unknown(Vec<u8>),
+}
+
+/// Strips the port from an `:authority` (`host`, `host:port`, `[v6]:port`).
+pub fn authority_host(authority: &[u8]) -> &[u8] {
+    if authority.first() == Some(&b'[') {
+        let end = authority
+            .iter()
+            .position(|&b| b == b']')
+            .map_or(authority.len(), |i| i + 1);
+        return &authority[..end];
+    }
+    match authority.iter().rposition(|&b| b == b':') {
+        Some(colon) => &authority[..colon],
+        None => authority,
+    }
+}
+
+impl Config {
+    /// Chooses the policy: route metadata, then `rules` in order, then `default`.
+    pub fn select(&self, facts: &mut impl RouteFacts) -> Selection {
+        if let Some(name) = facts.metadata_policy() {
+            if name == b"off" {
+                return Selection::Untouched;
+            }
+            let index = std::str::from_utf8(name)
+                .ok()
+                .and_then(|name| self.by_name.get(name));
+            return match index {
+                Some(&index) => Selection::Policy(index),
+                None => Selection::Unknown(name.to_vec()),
+            };
+        }
+        for rule in &self.rules {
+            if self.rule_matches(rule, facts) {
+                return rule.policy.map_or(Selection::Untouched, Selection::Policy);
+            }
+        }
+        self.default.map_or(Selection::Untouched, Selection::Policy)
+    }
+
+    fn rule_matches(&self, rule: &crate::policy::Rule, facts: &mut impl RouteFacts) -> bool {
+        if let Some(route) = &rule.route {
+            if facts.route_name() != Some(route.as_bytes()) {
+                return false;
+            }
+        }
+        if let Some(vhost) = &rule.virtual_host {
+            if facts.virtual_host() != Some(vhost.as_bytes()) {
+                return false;
+            }
+        }
+        if let Some(host) = &rule.host {
+            match facts.authority() {
+                Some(authority) if host.matches(authority_host(authority)) => {}
+                _ => return false,
+            }
+        }
+        if let Some(prefix) = &rule.path_prefix {
+            match facts.path() {
+                Some(path) if path.starts_with(prefix.as_bytes()) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Why a preflight was denied: the first check that failed (SPEC §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    Origin,
+    Method,
+    Headers,
+    PrivateNetwork,
+}
+
+impl DenyReason {
+    /// The value of `cors-deny-reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Origin => "origin",
+            DenyReason::Method => "method",
+            DenyReason::Headers => "headers",
+            DenyReason::PrivateNetwork => "private-network",
+        }
+    }
+}
+
+/// A counter to bump (SPEC §5). `Counter::index` numbers them within a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    PreflightAllowed,
+    PreflightDenied(DenyReason),
+    ActualAllowed,
+    ActualDenied,
+}
+
+impl Counter {
+    pub const PER_POLICY: usize = 7;
+    pub const ALL: [Counter; Counter::PER_POLICY] = [
+        Counter::PreflightAllowed,
+        Counter::PreflightDenied(DenyReason::Origin),
+        Counter::PreflightDenied(DenyReason::Method),
+        Counter::PreflightDenied(DenyReason::Headers),
+        Counter::PreflightDenied(DenyReason::PrivateNetwork),
+        Counter::ActualAllowed,
+        Counter::ActualDenied,
+    ];
+
+    pub fn index(self) -> usize {
+        match self {
+            Counter::PreflightAllowed => 0,
+            Counter::PreflightDenied(DenyReason::Origin) => 1,
+            Counter::PreflightDenied(DenyReason::Method) => 2,
+            Counter::PreflightDenied(DenyReason::Headers) => 3,
+            Counter::PreflightDenied(DenyReason::PrivateNetwork) => 4,
+            Counter::ActualAllowed => 5,
+            Counter::ActualDenied => 6,
+        }
+    }
+
+    /// The metric name after `cors.<policy>.`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Counter::PreflightAllowed => "preflight_allowed",
+            Counter::PreflightDenied(DenyReason::Origin) => "preflight_denied.origin",
+            Counter::PreflightDenied(DenyReason::Method) => "preflight_denied.method",
+            Counter::PreflightDenied(DenyReason::Headers) => "preflight_denied.headers",
+            Counter::PreflightDenied(DenyReason::PrivateNetwork) => {
+                "preflight_denied.private_network"
+            }
+            Counter::ActualAllowed => "actual_allowed",
+            Counter::ActualDenied => "actual_denied",
+        }
+    }
+}
+
+/// A local reply the filter sends instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// What `Access-Control-Allow-Origin` says on an allowed response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowOrigin {
+    Any,
+    Echo(Vec<u8>),
+}
+
+impl AllowOrigin {
+    fn value(&self) -> &[u8] {
+        match self {
+            AllowOrigin::Any => b"*",
+            AllowOrigin::Echo(origin) => origin,
+        }
+    }
+}
+
+/// What to do to the response of a request that went upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponsePlan {
+    /// A handled route in enforce mode: upstream CORS headers per `upstream_cors_headers`, ours
+    /// when the origin is allowed, `Origin` merged into `Vary`.
+    Cors {
+        policy: usize,
+        allow_origin: Option<AllowOrigin>,
+    },
+    /// A denied preflight forwarded upstream: only the `Vary` merge.
+    VaryOnly { policy: usize },
+    /// The route names an unknown policy: no CORS headers at all.
+    StripCors,
+}
+
+/// What the request gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Leave the request and its response alone.
+    Untouched,
+    /// Answer now, locally.
+    Reply(LocalReply),
+    /// Let it go upstream, and edit the response.
+    Forward(ResponsePlan),
+}
+
+/// The decision for one request, and what to count and log about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub action: Action,
+    /// The policy that decided, if any.
+    pub policy: Option<usize>,
+    pub counter: Option<Counter>,
+    /// The route named a policy that does not exist.
+    pub unknown_policy: bool,
+}
+
+impl Outcome {
+    fn untouched() -> Self {
+        Outcome {
+            action: Action::Untouched,
+            policy: None,
+            counter: None,
+            unknown_policy: false,
+        }
+    }
+}
+
+/// Decides what a request gets under the selected policy.
+pub fn decide(config: &Config, selection: &Selection, request: &Request) -> Outcome {
+    let index = match selection {
+        Selection::Untouched => return Outcome::untouched(),
+        Selection::Unknown(_) => {
+            let action = if request.is_preflight() {
+                Action::Reply(LocalReply {
+                    status: 403,
+                    headers: vec![(VARY, FAIL_CLOSED_VARY.as_bytes().to_vec())],
+                })
+            } else {
+                Action::Forward(ResponsePlan::StripCors)
+            };
+            return Outcome {
+                action,
+                policy: None,
+                counter: None,
+                unknown_policy: true,
+            };
+        }
+        Selection::Policy(index) => *index,
+    };
+    let Some(policy) = config.policy(index) else {
+        return Outcome::untouched();
+    };
+    let (action, counter) = if request.is_preflight() {
+        preflight(policy, index, request)
+    } else {
+        actual(policy, index, request)
+    };
+    Outcome {
+        action: if policy.mode == Mode::Report {
+            Action::Untouched
+        } else {
+            action
+        },
+        policy: Some(index),
+        counter,
+        unknown_policy: false,
+    }
+}
+
+fn allow_origin(policy: &Policy, origin: &[u8]) -> Option<AllowOrigin> {
+    if !policy.origins.matches(origin) {
+        return None;
+    }
+    Some(if policy.origins.allows_any() {
+        AllowOrigin::Any
+    } else {
+        AllowOrigin::Echo(origin.to_vec())
+    })
+}
+
+fn actual(policy: &Policy, index: usize, request: &Request) -> (Action, Option<Counter>) {
+    let (allow_origin, counter) = match request.origin {
+        None => (None, None),
+        Some(origin) => match allow_origin(policy, origin) {
+            Some(allow) => (Some(allow), Some(Counter::ActualAllowed)),
+            None => (None, Some(Counter::ActualDenied)),
+        },
+    };
+    (
+        Action::Forward(ResponsePlan::Cors {
+            policy: index,
+            allow_origin,
+        }),
+        counter,
+    )
+}
+
+fn preflight(policy: &Policy, index: usize, request: &Request) -> (Action, Option<Counter>) {
+    match check_preflight(policy, request) {
+        Ok(headers) => (
+            Action::Reply(LocalReply {
+                status: policy.preflight_status,
+                headers,
+            }),
+            Some(Counter::PreflightAllowed),
+        ),
+        Err(reason) => {
+            let action = match policy.unmatched_preflights {
+                UnmatchedPreflights::Forward => {
+                    Action::Forward(ResponsePlan::VaryOnly { policy: index })
+                }
+                UnmatchedPreflights::Reject => {
+                    let mut headers = vec![(VARY, policy.preflight_vary.as_bytes().to_vec())];
+                    if policy.debug {
+                        headers.push((DENY_REASON, reason.as_str().as_bytes().to_vec()));
+                    }
+                    Action::Reply(LocalReply {
+                        status: 403,
+                        headers,
+                    })
+                }
+            };
+            (action, Some(Counter::PreflightDenied(reason)))
+        }
+    }
+}
+
+/// The four preflight checks in order; on success, the reply's headers.
+fn check_preflight(
+    policy: &Policy,
+    request: &Request,
+) -> Result<Vec<(&'static str, Vec<u8>)>, DenyReason> {
+    let origin = request.origin.unwrap_or_default();
+    let allow = allow_origin(policy, origin).ok_or(DenyReason::Origin)?;
+    let method = request.acrm.unwrap_or_default();
+    if !crate::policy::token::is_token(method) || !policy.methods.allows(method) {
+        return Err(DenyReason::Method);
+    }
+    let allow_headers = match request.acrh {
+        Some(acrh) => Some(check_request_headers(policy, acrh).ok_or(DenyReason::Headers)?),
+        None => None,
+    };
+    let private_network = request.acrpn == Some(b"true".as_slice());
+    if private_network && !policy.allow_private_network {
+        return Err(DenyReason::PrivateNetwork);
+    }
+
+    let mut headers = Vec::with_capacity(7);
+    headers.push((ACAO, allow.value().to_vec()));
+    if policy.allow_credentials {
+        headers.push((ACAC, b"true".to_vec()));
+    }
+    let methods = match &policy.allow_methods_value {
+        Some(value) => value.as_bytes().to_vec(),
+        None => method.to_vec(),
+    };
+    headers.push((ACAM, methods));
+    if let Some(value) = allow_headers.filter(|v| !v.is_empty()) {
+        headers.push((ACAH, value));
+    }
+    if let Some(max_age) = &policy.max_age_value {
+        headers.push((ACMA, max_age.as_bytes().to_vec()));
+    }
+    if private_network {
+        headers.push((ACAPN, b"true".to_vec()));
+    }
+    headers.push((VARY, policy.preflight_vary.as_bytes().to_vec()));
+    Ok(headers)
+}
+
+/// Checks every name of `Access-Control-Request-Headers` and returns the
+/// `Access-Control-Allow-Headers` value (empty = send none), or `None` when a name is refused.
+/// Linear in the length of the value, one lower-casing buffer reused for every name.
+fn check_request_headers(policy: &Policy, acrh: &[u8]) -> Option<Vec<u8>> {
+    let echo = policy.allow_headers_value.is_none();
+    let mut echoed: Vec<u8> = Vec::new();
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut authorization_requested = false;
+    let mut any_name = false;
+    let mut lower = Vec::new();
+    for element in acrh.split(|&b| b == b',') {
+        let name = trim_ows(element);
+        if name.is_empty() {
+            continue;
+        }
+        if !crate::policy::token::is_token(name) {
+            return None;
+        }
+        lower.clear();
+        lower.extend(name.iter().map(u8::to_ascii_lowercase));
+        if !policy.headers.allows(&lower) {
+            return None;
+        }
+        any_name = true;
+        authorization_requested |= lower == b"authorization";
+        if echo && !seen.contains(&lower) {
+            if !echoed.is_empty() {
+                echoed.extend_from_slice(b", ");
+            }
+            echoed.extend_from_slice(&lower);
+            seen.insert(lower.clone());
+        }
+    }
+    if !any_name {
+        return Some(Vec::new());
+    }
+    Some(match (&policy.allow_headers_value, &policy.allow_headers_with_authorization) {
+        (None, _) => echoed,
+        (Some(_), Some(with_authorization)) if authorization_requested => {
+            with_authorization.as_bytes().to_vec()
+        }
+        (Some(value), _) => value.as_bytes().to_vec(),
+    })
+}
+
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// One change to the response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    /// Remove every header of this (lower-case) name.
+    Remove(Vec<u8>),
+    /// Set this header, replacing any of the same name.
+    Set(&'static str, Vec<u8>),
+}
+
+/// The edits a plan makes to a response with these headers (lower-case names, as Envoy gives).
+pub fn response_edits(
+    config: &Config,
+    plan: &ResponsePlan,
+    headers: &[(&[u8], &[u8])],
+) -> Vec<HeaderEdit> {
+    let mut edits = Vec::new();
+    match plan {
+        ResponsePlan::StripCors => remove_cors_headers(headers, &mut edits),
+        ResponsePlan::VaryOnly { policy } => {
+            if config.policy(*policy).is_some_and(|p| p.vary_on_origin) {
+                edits.extend(merge_vary(headers));
+            }
+        }
+        ResponsePlan::Cors {
+            policy,
+            allow_origin,
+        } => {
+            let Some(policy) = config.policy(*policy) else {
+                return edits;
+            };
+            let keep_upstream = policy.upstream_cors_headers == UpstreamCorsHeaders::Keep
+                && headers
+                    .iter()
+                    .any(|(name, _)| name.eq_ignore_ascii_case(ACAO.as_bytes()));
+            if policy.upstream_cors_headers == UpstreamCorsHeaders::Replace {
+                remove_cors_headers(headers, &mut edits);
+            }
+            if let (Some(allow), false) = (allow_origin, keep_upstream) {
+                edits.push(HeaderEdit::Set(ACAO, allow.value().to_vec()));
+                if policy.allow_credentials {
+                    edits.push(HeaderEdit::Set(ACAC, b"true".to_vec()));
+                }
+                if let Some(expose) = &policy.expose_headers_value {
+                    edits.push(HeaderEdit::Set(ACEH, expose.as_bytes().to_vec()));
+                }
+            }
+            if policy.vary_on_origin {
+                edits.extend(merge_vary(headers));
+            }
+        }
+    }
+    edits
+}
+
+fn remove_cors_headers(headers: &[(&[u8], &[u8])], edits: &mut Vec<HeaderEdit>) {
+    for (name, _) in headers {
+        let is_cors = name.len() > 15 && name[..15].eq_ignore_ascii_case(b"access-control-");
+        if is_cors {
+            let lower = name.to_ascii_lowercase();
+            if !edits.contains(&HeaderEdit::Remove(lower.clone())) {
+                edits.push(HeaderEdit::Remove(lower));
+            }
+        }
+    }
+}
+
+/// `Origin` merged into the response's `Vary` (SPEC §3.3): `None` when it is already there or
+/// `Vary: *`.
+fn merge_vary(headers: &[(&[u8], &[u8])]) -> Option<HeaderEdit> {
+    let mut merged: Vec<u8> = Vec::new();
+    for (_, value) in headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"vary"))
+    {
+        for element in value.split(|&b| b == b',') {
+            let element = trim_ows(element);
+            if element == b"*" || element.eq_ignore_ascii_case(b"origin") {
+                return None;
+            }
+        }
+        let value = trim_ows(value);
+        if !value.is_empty() {
+            if !merged.is_empty() {
+                merged.extend_from_slice(b", ");
+            }
+            merged.extend_from_slice(value);
+        }
+    }
+    if !merged.is_empty() {
+        merged.extend_from_slice(b", ");
+    }
+    merged.extend_from_slice(b"Origin");
+    Some(HeaderEdit::Set(VARY, merged))
+}
+
+/// The one-line description of a decision, for debug logs and the CLI.
+pub fn describe(config: &Config, request: &Request, outcome: &Outcome) -> String {
+    let policy = outcome
+        .policy
+        .and_then(|i| config.policy(i))
+        .map_or("-", |p| p.name.as_str());
+    let origin = request
+        .origin
+        .map_or_else(|| "-".to_owned(), |o| String::from_utf8_lossy(o).into_owned());
+    let kind = if request.is_preflight() {
+        "preflight"
+    } else if request.origin.is_some() {
+        "actual"
+    } else {
+        "non-cors"
+    };
+    let verdict = match outcome.counter {
+        Some(Counter::PreflightAllowed | Counter::ActualAllowed) => "allowed".to_owned(),
+        Some(Counter::PreflightDenied(reason)) => format!("denied ({})", reason.as_str()),
+        Some(Counter::ActualDenied) => "denied (origin)".to_owned(),
+        None if outcome.unknown_policy => "denied (unknown policy)".to_owned(),
+        None => "no decision".to_owned(),
+    };
+    format!("cors: policy={policy} {kind} origin={origin:?} {verdict}")
+}

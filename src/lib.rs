@@ -1,0 +1,17 @@
+//! cors-proxy-wasm: a CORS filter for Envoy and Istio, as a proxy-wasm HTTP filter.
+//!
+//! The policy engine ([`policy`], [`engine`]) is plain Rust with no proxy-wasm dependency: it is
+//! tested natively and reused by the `cors-policy` CLI. The proxy-wasm shim ([`filter`] over the
+//! panic-free host layer [`host`]) exists only when compiling for `wasm32`.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod engine;
+pub mod policy;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
+#[cfg(target_arch = "wasm32")]
+mod host;

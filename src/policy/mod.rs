@@ -1,0 +1,180 @@
+//! The policy document (SPEC §2): its compiled form, and loading it from JSON with every error
+//! reported at once, each with its JSON path.
+
+pub mod document;
+pub mod origin;
+pub mod token;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+pub use document::load;
+use origin::OriginMatcher;
+
+/// One problem found in a policy document, at a JSON path such as
+/// `policies.partner.allow_origins[1]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A document that failed validation: every error, and the warnings found on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+/// A document that passed validation, compiled for the request path.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Problem>,
+}
+
+/// What a preflight that fails a check gets (`unmatched_preflights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnmatchedPreflights {
+    Reject,
+    Forward,
+}
+
+/// What to do with `Access-Control-*` headers the upstream wrote (`upstream_cors_headers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamCorsHeaders {
+    Replace,
+    Keep,
+}
+
+/// `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Report,
+}
+
+/// The `allow_methods` of a policy.
+#[derive(Debug)]
+pub struct AllowedMethods {
+    /// `*` was listed.
+    pub any: bool,
+    /// Listed methods, byte-exact (case-sensitive).
+    pub listed: HashSet<Box<[u8]>>,
+}
+
+impl AllowedMethods {
+    /// GET, HEAD and POST are always allowed; anything else must be listed (or `*`).
+    pub fn allows(&self, method: &[u8]) -> bool {
+        self.any
+            || matches!(method, b"GET" | b"HEAD" | b"POST")
+            || self.listed.contains(method)
+    }
+}
+
+/// The `allow_headers` of a policy.
+#[derive(Debug)]
+pub struct AllowedHeaders {
+    /// `*` was listed: any name except `authorization`.
+    pub any: bool,
+    /// Listed names, lower case.
+    pub listed: HashSet<Box<[u8]>>,
+    /// The longest listed name: longer requested names are denied without a lookup.
+    pub longest: usize,
+}
+
+impl AllowedHeaders {
+    /// Is this lower-case request header name allowed?
+    pub fn allows(&self, lower_name: &[u8]) -> bool {
+        if self.any && lower_name != b"authorization" {
+            return true;
+        }
+        lower_name.len() <= self.longest && self.listed.contains(lower_name)
+    }
+}
+
+/// One compiled policy, with every response header value it can send precomputed.
+#[derive(Debug)]
+pub struct Policy {
+    pub name: String,
+    pub origins: OriginMatcher,
+    pub methods: AllowedMethods,
+    pub headers: AllowedHeaders,
+    pub allow_credentials: bool,
+    pub allow_private_network: bool,
+    pub unmatched_preflights: UnmatchedPreflights,
+    pub preflight_status: u16,
+    pub upstream_cors_headers: UpstreamCorsHeaders,
+    pub mode: Mode,
+    pub debug: bool,
+    /// `Access-Control-Allow-Methods` of a successful preflight; `None` = echo the requested
+    /// method (`*` with credentials).
+    pub allow_methods_value: Option<String>,
+    /// `Access-Control-Allow-Headers` of a successful preflight; `None` = echo the requested
+    /// names (`*` with credentials). An empty string means the header is not sent.
+    pub allow_headers_value: Option<String>,
+    /// The same with `, authorization` appended, for `*` + `authorization` when it was requested.
+    pub allow_headers_with_authorization: Option<String>,
+    pub expose_headers_value: Option<String>,
+    pub max_age_value: Option<String>,
+    /// `Vary` of preflight replies.
+    pub preflight_vary: &'static str,
+    /// Whether actual responses depend on the origin (all but any-origin without credentials).
+    pub vary_on_origin: bool,
+}
+
+/// How a rule matches a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.suffix`: one or more labels before `.suffix` (stored with its leading dot).
+    Subdomain(String),
+}
+
+impl HostPattern {
+    /// Matches the `:authority` (port stripped), case-insensitively.
+    pub fn matches(&self, host: &[u8]) -> bool {
+        match self {
+            HostPattern::Exact(exact) => host.eq_ignore_ascii_case(exact.as_bytes()),
+            HostPattern::Subdomain(dot_suffix) => {
+                let suffix = dot_suffix.as_bytes();
+                host.len() > suffix.len()
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                    && host[0] != b'.'
+            }
+        }
+    }
+}
+
+/// One entry of `rules`: every given field must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub route: Option<String>,
+    pub virtual_host: Option<String>,
+    pub host: Option<HostPattern>,
+    pub path_prefix: Option<String>,
+    /// Index into [`Config::policies`]; `None` = no CORS handling.
+    pub policy: Option<usize>,
+}
+
+/// A validated, compiled policy document.
+#[derive(Debug)]
+pub struct Config {
+    /// Every policy; `default` (if any) first.
+    pub policies: Vec<Policy>,
+    pub by_name: HashMap<String, usize>,
+    pub default: Option<usize>,
+    pub rules: Vec<Rule>,
+}
+
+impl Config {
+    pub fn policy(&self, index: usize) -> Option<&Policy> {
+        self.policies.get(index)
+    }
+}
