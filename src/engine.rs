@@ -19,7 +19,8 @@ pub const ACAPN: &str = "access-control-allow-private-network";
 pub const VARY: &str = "vary";
 pub const DENY_REASON: &str = "cors-deny-reason";
 /// `Vary` of a preflight denied because its route names an unknown policy.
-const FAIL_CLOSED_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+const FAIL_CLOSED_VARY: &str =
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 /// What the filter reads of a request. Header values are raw bytes; repeated headers arrive
 /// joined with `,` (as Envoy hands them over).
@@ -452,19 +453,27 @@ fn check_request_headers(policy: &Policy, acrh: &[u8]) -> Option<Vec<u8>> {
     if !any_name {
         return Some(Vec::new());
     }
-    Some(match (&policy.allow_headers_value, &policy.allow_headers_with_authorization) {
-        (None, _) => echoed,
-        (Some(_), Some(with_authorization)) if authorization_requested => {
-            with_authorization.as_bytes().to_vec()
-        }
-        (Some(value), _) => value.as_bytes().to_vec(),
-    })
+    Some(
+        match (
+            &policy.allow_headers_value,
+            &policy.allow_headers_with_authorization,
+        ) {
+            (None, _) => echoed,
+            (Some(_), Some(with_authorization)) if authorization_requested => {
+                with_authorization.as_bytes().to_vec()
+            }
+            (Some(value), _) => value.as_bytes().to_vec(),
+        },
+    )
 }
 
 fn trim_ows(bytes: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
     &bytes[start..end]
 }
 
@@ -569,9 +578,10 @@ pub fn describe(config: &Config, request: &Request, outcome: &Outcome) -> String
         .policy
         .and_then(|i| config.policy(i))
         .map_or("-", |p| p.name.as_str());
-    let origin = request
-        .origin
-        .map_or_else(|| "-".to_owned(), |o| String::from_utf8_lossy(o).into_owned());
+    let origin = request.origin.map_or_else(
+        || "-".to_owned(),
+        |o| String::from_utf8_lossy(o).into_owned(),
+    );
     let kind = if request.is_preflight() {
         "preflight"
     } else if request.origin.is_some() {

@@ -34,7 +34,8 @@ const FULL_FORM_FIELDS: [&str; 3] = ["default", "policies", "rules"];
 const MATCH_FIELDS: [&str; 4] = ["route", "virtual_host", "host", "path_prefix"];
 const MAX_AGE_LIMIT: i64 = 86_400;
 /// Origins that a regex must not match when credentials are on (it would admit any origin).
-const CREDENTIALED_REGEX_PROBES: [&str; 3] = ["https://evil.invalid", "http://evil.invalid", "null"];
+const CREDENTIALED_REGEX_PROBES: [&str; 3] =
+    ["https://evil.invalid", "http://evil.invalid", "null"];
 
 /// Loads a policy document: the compiled config, or every error with its JSON path.
 pub fn load(text: &str) -> Result<Loaded, Rejected> {
@@ -136,7 +137,10 @@ impl Walker {
         let Value::Object(map) = value else {
             self.error(
                 "$",
-                format!("the policy document must be a JSON object, got {}", kind(value)),
+                format!(
+                    "the policy document must be a JSON object, got {}",
+                    kind(value)
+                ),
             );
             return None;
         };
@@ -207,7 +211,10 @@ impl Walker {
                         continue;
                     }
                     let Value::Object(fields) = value else {
-                        self.error(path, format!("expected a policy object, got {}", kind(value)));
+                        self.error(
+                            path,
+                            format!("expected a policy object, got {}", kind(value)),
+                        );
                         continue;
                     };
                     by_name.insert(name.clone(), policies.len());
@@ -227,7 +234,10 @@ impl Walker {
                 .filter_map(|(i, item)| self.rule(item, i, &by_name))
                 .collect(),
             Some(other) => {
-                self.error("rules", format!("expected a list of rules, got {}", kind(other)));
+                self.error(
+                    "rules",
+                    format!("expected a list of rules, got {}", kind(other)),
+                );
                 Vec::new()
             }
         };
@@ -261,7 +271,10 @@ impl Walker {
         let Value::Object(map) = item else {
             self.error(
                 path,
-                format!("expected a rule object {{\"match\": …, \"policy\": …}}, got {}", kind(item)),
+                format!(
+                    "expected a rule object {{\"match\": …, \"policy\": …}}, got {}",
+                    kind(item)
+                ),
             );
             return None;
         };
@@ -343,7 +356,11 @@ impl Walker {
                         format!(
                             "{}: no such policy (known: {})",
                             quoted(name),
-                            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
                         ),
                     );
                 }
@@ -368,7 +385,9 @@ impl Walker {
         let insecure_ok = self
             .boolean(&fields, "dangerously_allow_insecure_origins")
             .unwrap_or(false);
-        let allow_private_network = self.boolean(&fields, "allow_private_network").unwrap_or(false);
+        let allow_private_network = self
+            .boolean(&fields, "allow_private_network")
+            .unwrap_or(false);
         let debug = self.boolean(&fields, "debug").unwrap_or(false);
 
         let origin_texts = self.string_list(&fields, "allow_origins");
@@ -385,27 +404,48 @@ impl Walker {
             ),
             _ => {}
         }
-        let patterns = self.origins(&fields, origin_texts.unwrap_or_default(), credentials, insecure_ok);
+        let patterns = self.origins(
+            &fields,
+            origin_texts.unwrap_or_default(),
+            credentials,
+            insecure_ok,
+        );
         let regexes = self.regexes(&fields, regex_texts.unwrap_or_default(), credentials);
 
         let methods = self.methods(&fields);
         let headers = self.allow_headers(&fields);
         let expose = self.expose_headers(&fields, credentials);
         let max_age = self.integer(&fields, "max_age", 0, MAX_AGE_LIMIT);
-        let preflight_status = self.integer(&fields, "preflight_status", 200, 299).unwrap_or(204);
+        let preflight_status = self
+            .integer(&fields, "preflight_status", 200, 299)
+            .unwrap_or(204);
         let unmatched_preflights = self
             .choice(&fields, "unmatched_preflights", &["reject", "forward"])
             .map_or(UnmatchedPreflights::Reject, |i| {
-                if i == 0 { UnmatchedPreflights::Reject } else { UnmatchedPreflights::Forward }
+                if i == 0 {
+                    UnmatchedPreflights::Reject
+                } else {
+                    UnmatchedPreflights::Forward
+                }
             });
         let upstream_cors_headers = self
             .choice(&fields, "upstream_cors_headers", &["replace", "keep"])
             .map_or(UpstreamCorsHeaders::Replace, |i| {
-                if i == 0 { UpstreamCorsHeaders::Replace } else { UpstreamCorsHeaders::Keep }
+                if i == 0 {
+                    UpstreamCorsHeaders::Replace
+                } else {
+                    UpstreamCorsHeaders::Keep
+                }
             });
-        let mode = self
-            .choice(&fields, "mode", &["enforce", "report"])
-            .map_or(Mode::Enforce, |i| if i == 0 { Mode::Enforce } else { Mode::Report });
+        let mode =
+            self.choice(&fields, "mode", &["enforce", "report"])
+                .map_or(Mode::Enforce, |i| {
+                    if i == 0 {
+                        Mode::Enforce
+                    } else {
+                        Mode::Report
+                    }
+                });
 
         if self.errors.len() != before {
             return None;
@@ -419,7 +459,9 @@ impl Walker {
         } else {
             Some(method_list.join(", "))
         };
-        let authorization_listed = header_list.iter().any(|h| h.eq_ignore_ascii_case("authorization"));
+        let authorization_listed = header_list
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case("authorization"));
         let (allow_headers_value, allow_headers_with_authorization) = if headers_any {
             if credentials {
                 (None, None)
@@ -439,7 +481,7 @@ impl Walker {
         };
         Some(Policy {
             name: name.to_owned(),
-            vary_on_origin: !(any_origin && !credentials),
+            vary_on_origin: !any_origin || credentials,
             origins,
             methods: AllowedMethods {
                 any: methods_any,
@@ -473,7 +515,10 @@ impl Walker {
         match fields.get(field)? {
             Value::Bool(b) => Some(*b),
             other => {
-                self.error(fields.path(field), format!("expected true or false, got {}", kind(other)));
+                self.error(
+                    fields.path(field),
+                    format!("expected true or false, got {}", kind(other)),
+                );
                 None
             }
         }
@@ -484,15 +529,20 @@ impl Walker {
     fn integer(&mut self, fields: &PolicyFields, field: &str, min: i64, max: i64) -> Option<i64> {
         let value = fields.get(field)?;
         let number = match value {
-            Value::Number(n) => n
-                .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)),
+            Value::Number(n) => n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                    .map(|f| f as i64)
+            }),
             _ => None,
         };
         match number {
             Some(n) if (min..=max).contains(&n) => Some(n),
             Some(n) => {
-                self.error(fields.path(field), format!("{n} is out of range {min}..={max}"));
+                self.error(
+                    fields.path(field),
+                    format!("{n} is out of range {min}..={max}"),
+                );
                 None
             }
             None => {
@@ -500,7 +550,10 @@ impl Walker {
                     Value::Number(n) => n.to_string(),
                     other => kind(other).to_owned(),
                 };
-                self.error(fields.path(field), format!("expected an integer, got {got}"));
+                self.error(
+                    fields.path(field),
+                    format!("expected an integer, got {got}"),
+                );
                 None
             }
         }
@@ -508,17 +561,27 @@ impl Walker {
 
     fn choice(&mut self, fields: &PolicyFields, field: &str, options: &[&str]) -> Option<usize> {
         let value = fields.get(field)?;
-        let expected = options.iter().map(|o| quoted(o)).collect::<Vec<_>>().join(" or ");
+        let expected = options
+            .iter()
+            .map(|o| quoted(o))
+            .collect::<Vec<_>>()
+            .join(" or ");
         match value {
             Value::String(text) => match options.iter().position(|o| o == text) {
                 Some(i) => Some(i),
                 None => {
-                    self.error(fields.path(field), format!("{}: expected {expected}", quoted(text)));
+                    self.error(
+                        fields.path(field),
+                        format!("{}: expected {expected}", quoted(text)),
+                    );
                     None
                 }
             },
             other => {
-                self.error(fields.path(field), format!("expected {expected}, got {}", kind(other)));
+                self.error(
+                    fields.path(field),
+                    format!("expected {expected}, got {}", kind(other)),
+                );
                 None
             }
         }
@@ -528,7 +591,10 @@ impl Walker {
     fn string_list(&mut self, fields: &PolicyFields, field: &str) -> Option<Vec<String>> {
         let value = fields.get(field)?;
         let Value::Array(items) = value else {
-            self.error(fields.path(field), format!("expected a list of strings, got {}", kind(value)));
+            self.error(
+                fields.path(field),
+                format!("expected a list of strings, got {}", kind(value)),
+            );
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
@@ -536,7 +602,10 @@ impl Walker {
             match item {
                 Value::String(text) => out.push(text.clone()),
                 other => {
-                    self.error(format!("{}[{i}]", fields.path(field)), format!("expected a string, got {}", kind(other)));
+                    self.error(
+                        format!("{}[{i}]", fields.path(field)),
+                        format!("expected a string, got {}", kind(other)),
+                    );
                     // Keep indices aligned for later messages.
                     out.push(String::new());
                 }
@@ -585,7 +654,12 @@ impl Walker {
         patterns
     }
 
-    fn regexes(&mut self, fields: &PolicyFields, texts: Vec<String>, credentials: bool) -> Vec<regex_lite::Regex> {
+    fn regexes(
+        &mut self,
+        fields: &PolicyFields,
+        texts: Vec<String>,
+        credentials: bool,
+    ) -> Vec<regex_lite::Regex> {
         let list = fields.get("allow_origin_regexes").and_then(Value::as_array);
         let mut out = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
@@ -638,9 +712,18 @@ impl Walker {
             if text == "*" {
                 any = true;
             } else if !token::is_token(text.as_bytes()) {
-                self.error(path, format!("{}: not a method token (RFC 9110)", quoted(text)));
+                self.error(
+                    path,
+                    format!("{}: not a method token (RFC 9110)", quoted(text)),
+                );
             } else if token::is_forbidden_method(text) {
-                self.error(path, format!("{}: CONNECT, TRACE and TRACK can never be allowed", quoted(text)));
+                self.error(
+                    path,
+                    format!(
+                        "{}: CONNECT, TRACE and TRACK can never be allowed",
+                        quoted(text)
+                    ),
+                );
             } else if seen.insert(text.clone()) {
                 out.push(text.clone());
             }
@@ -650,7 +733,9 @@ impl Walker {
 
     /// `(any, listed names deduplicated case-insensitively, first spelling kept)`.
     fn allow_headers(&mut self, fields: &PolicyFields) -> (bool, Vec<String>) {
-        let texts = self.string_list(fields, "allow_headers").unwrap_or_default();
+        let texts = self
+            .string_list(fields, "allow_headers")
+            .unwrap_or_default();
         let mut any = false;
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -660,7 +745,10 @@ impl Walker {
             if text == "*" {
                 any = true;
             } else if !token::is_token(text.as_bytes()) {
-                self.error(path, format!("{}: not a header name token (RFC 9110)", quoted(text)));
+                self.error(
+                    path,
+                    format!("{}: not a header name token (RFC 9110)", quoted(text)),
+                );
             } else if let Some(why) = token::disallowed_request_header(&lower) {
                 self.error(path, format!("{}: {why}", quoted(text)));
             } else if seen.insert(lower) {
@@ -671,7 +759,9 @@ impl Walker {
     }
 
     fn expose_headers(&mut self, fields: &PolicyFields, credentials: bool) -> Vec<String> {
-        let texts = self.string_list(fields, "expose_headers").unwrap_or_default();
+        let texts = self
+            .string_list(fields, "expose_headers")
+            .unwrap_or_default();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for (i, text) in texts.iter().enumerate() {
@@ -680,7 +770,10 @@ impl Walker {
             if text == "*" && credentials {
                 self.error(path, "\"*\" is not allowed with allow_credentials: true (browsers read it as a header named *); list the headers");
             } else if !token::is_token(text.as_bytes()) {
-                self.error(path, format!("{}: not a header name token (RFC 9110)", quoted(text)));
+                self.error(
+                    path,
+                    format!("{}: not a header name token (RFC 9110)", quoted(text)),
+                );
             } else if let Some(why) = token::disallowed_exposed_header(&lower) {
                 self.error(path, format!("{}: {why}", quoted(text)));
             } else if seen.insert(lower) {
@@ -713,10 +806,9 @@ fn host_pattern(text: &str) -> Result<HostPattern, String> {
         if host.split('.').any(str::is_empty) {
             return Err("a host must not have an empty label".into());
         }
-        if let Some(c) = host
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')))
-        {
+        if let Some(c) = host.chars().find(|c| {
+            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        }) {
             return Err(format!("'{c}' is not allowed in a host name"));
         }
     }

@@ -72,9 +72,7 @@ pub struct AllowedMethods {
 impl AllowedMethods {
     /// GET, HEAD and POST are always allowed; anything else must be listed (or `*`).
     pub fn allows(&self, method: &[u8]) -> bool {
-        self.any
-            || matches!(method, b"GET" | b"HEAD" | b"POST")
-            || self.listed.contains(method)
+        self.any || matches!(method, b"GET" | b"HEAD" | b"POST") || self.listed.contains(method)
     }
 }
 

@@ -75,7 +75,8 @@ fn is_loopback_host(host: &str) -> bool {
     if host == "localhost" || host == "[::1]" {
         return true;
     }
-    host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.octets()[0] == 127)
+    host.parse::<Ipv4Addr>()
+        .is_ok_and(|ip| ip.octets()[0] == 127)
 }
 
 /// Splits a serialised origin into scheme, host and optional port text.
@@ -120,7 +121,10 @@ pub fn parse_pattern(text: &str) -> Result<OriginPattern, String> {
         "" => return Err("an origin must not be empty".into()),
         _ => {}
     }
-    if text.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if text
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return Err("an origin must not contain whitespace or control characters".into());
     }
     if !text.is_ascii() {
@@ -137,7 +141,9 @@ pub fn parse_pattern(text: &str) -> Result<OriginPattern, String> {
             _ if pos + 1 == rest.len() => "a trailing slash",
             _ => "a path",
         };
-        return Err(format!("an origin has no path, query or fragment; this one has {what}"));
+        return Err(format!(
+            "an origin has no path, query or fragment; this one has {what}"
+        ));
     }
     if rest.contains('@') {
         return Err("an origin has no userinfo (user@ or user:password@)".into());
@@ -355,13 +361,15 @@ pub fn has_suspicious_dot(source: &str) -> bool {
             }
             b'[' if !in_class => in_class = true,
             b']' if in_class => in_class = false,
-            b'.' if !in_class && i > 0 && i + 1 < bytes.len() => {
-                if bytes[i - 1].is_ascii_alphanumeric()
-                    && bytes[i + 1].is_ascii_alphanumeric()
-                    && (i < 2 || bytes[i - 2] != b'\\')
-                {
-                    return true;
-                }
+            // A letter or digit that is itself escaped (`\d.x`) is a class, not a host name.
+            b'.' if !in_class
+                && i > 0
+                && i + 1 < bytes.len()
+                && bytes[i - 1].is_ascii_alphanumeric()
+                && bytes[i + 1].is_ascii_alphanumeric()
+                && (i < 2 || bytes[i - 2] != b'\\') =>
+            {
+                return true;
             }
             _ => {}
         }
@@ -450,7 +458,8 @@ impl OriginMatcher {
         if self.any || self.exact.contains(origin) {
             return true;
         }
-        if (!self.any_port.is_empty() || !self.subdomains.is_empty()) && self.matches_wildcard(origin)
+        if (!self.any_port.is_empty() || !self.subdomains.is_empty())
+            && self.matches_wildcard(origin)
         {
             return true;
         }
@@ -553,10 +562,7 @@ fn valid_port(port: Option<&[u8]>) -> bool {
         && port.len() <= 5
         && port[0] != b'0'
         && port.iter().all(u8::is_ascii_digit)
-        && port
-            .iter()
-            .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
-            <= 65535
+        && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65535
 }
 
 /// One or more non-empty labels of `[a-z0-9_-]`, separated by dots.
@@ -564,9 +570,9 @@ fn valid_labels(prefix: &[u8]) -> bool {
     !prefix.is_empty()
         && prefix.split(|&b| b == b'.').all(|label| {
             !label.is_empty()
-                && label
-                    .iter()
-                    .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                && label.iter().all(|&b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                })
         })
 }
 
@@ -600,7 +606,11 @@ mod tests {
             "null",
             "*",
         ] {
-            assert!(parse_pattern(p).is_ok(), "{p} should be valid: {:?}", parse_pattern(p));
+            assert!(
+                parse_pattern(p).is_ok(),
+                "{p} should be valid: {:?}",
+                parse_pattern(p)
+            );
         }
     }
 
@@ -670,7 +680,11 @@ mod tests {
     #[test]
     fn subdomain_wildcard() {
         let m = matcher(&["https://*.example.com"]);
-        for o in ["https://a.example.com", "https://a.b.example.com", "https://a-1_x.example.com"] {
+        for o in [
+            "https://a.example.com",
+            "https://a.b.example.com",
+            "https://a-1_x.example.com",
+        ] {
             assert!(m.matches(o.as_bytes()), "{o}");
         }
         for o in [
@@ -753,7 +767,9 @@ mod tests {
     #[test]
     fn regex_checks() {
         assert!(compile_regex("(").is_err());
-        assert!(compile_regex(&"a".repeat(1001)).unwrap_err().contains("longer than 1000"));
+        assert!(compile_regex(&"a".repeat(1001))
+            .unwrap_err()
+            .contains("longer than 1000"));
         assert!(compile_regex(&"a".repeat(1000)).is_ok());
         assert!(has_suspicious_dot("https://app.example.com"));
         assert!(!has_suspicious_dot(r"https://app\.example\.com"));
@@ -777,10 +793,19 @@ mod tests {
 
     #[test]
     fn loopback() {
-        for p in ["http://localhost:3000", "http://127.0.0.1", "http://127.9.9.9:*", "http://[::1]:8080"] {
+        for p in [
+            "http://localhost:3000",
+            "http://127.0.0.1",
+            "http://127.9.9.9:*",
+            "http://[::1]:8080",
+        ] {
             assert!(parse_pattern(p).unwrap().is_loopback(), "{p}");
         }
-        for p in ["http://localhost.example.com", "http://128.0.0.1", "https://*.localhost.example"] {
+        for p in [
+            "http://localhost.example.com",
+            "http://128.0.0.1",
+            "https://*.localhost.example",
+        ] {
             assert!(!parse_pattern(p).unwrap().is_loopback(), "{p}");
         }
     }

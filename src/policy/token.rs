@@ -62,7 +62,9 @@ const FORBIDDEN_REQUEST_HEADERS: [&str; 21] = [
 /// Why a name cannot be in `allow_headers`, if it cannot (`name` in lower case).
 pub fn disallowed_request_header(name: &str) -> Option<&'static str> {
     if name.starts_with("access-control-") {
-        return Some("Access-Control-* headers are part of the CORS protocol and cannot be allowed");
+        return Some(
+            "Access-Control-* headers are part of the CORS protocol and cannot be allowed",
+        );
     }
     if FORBIDDEN_REQUEST_HEADERS.contains(&name)
         || name.starts_with("proxy-")

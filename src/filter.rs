@@ -1,0 +1,319 @@
+//! The proxy-wasm shim: reads bytes from Envoy, hands them to the engine, applies the decision,
+//! counts. All policy logic lives in [`crate::engine`] and [`crate::policy`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+
+use crate::engine::{self, Counter, HeaderEdit, Outcome, Request, ResponsePlan, RouteFacts};
+use crate::host;
+use crate::policy::{self, Config};
+
+/// Counters are batched in the VM and flushed on this tick (SPEC §5: visible within 1 s).
+const FLUSH_PERIOD_MS: u32 = 500;
+/// At most this many distinct unknown policy names are remembered for log-once.
+const UNKNOWN_NAMES_LOGGED: usize = 64;
+
+proxy_wasm::main! {{
+    host::init_logging();
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(CorsRoot { state: None }) });
+}}
+
+/// A counter defined in Envoy, and the increments not yet flushed to it.
+struct Metric {
+    id: Option<u32>,
+    pending: Cell<u64>,
+}
+
+impl Metric {
+    fn define(name: &str) -> Self {
+        let id = host::define_counter(name);
+        if id.is_none() {
+            log::warn!("cors-proxy-wasm: could not define metric {name}");
+        }
+        Metric {
+            id,
+            pending: Cell::new(0),
+        }
+    }
+
+    fn bump(&self) {
+        self.pending.set(self.pending.get().saturating_add(1));
+    }
+
+    fn flush(&self) {
+        let pending = self.pending.take();
+        if let (Some(id), true) = (self.id, pending > 0) {
+            if !host::increment_counter(id, pending) {
+                self.pending.set(pending);
+            }
+        }
+    }
+}
+
+/// What every HTTP context of a plugin shares: the compiled policy and the counters.
+struct State {
+    config: Config,
+    /// `Counter::PER_POLICY` metrics per policy, in policy order.
+    metrics: Vec<Metric>,
+    unknown_policy: Metric,
+    unknown_names_logged: RefCell<HashSet<Vec<u8>>>,
+}
+
+impl State {
+    fn new(config: Config) -> Self {
+        let metrics = config
+            .policies
+            .iter()
+            .flat_map(|p| {
+                Counter::ALL
+                    .iter()
+                    .map(move |c| Metric::define(&format!("cors.{}.{}", p.name, c.suffix())))
+            })
+            .collect();
+        State {
+            config,
+            metrics,
+            unknown_policy: Metric::define("cors.unknown_policy"),
+            unknown_names_logged: RefCell::new(HashSet::new()),
+        }
+    }
+
+    fn count(&self, outcome: &Outcome) {
+        if let (Some(policy), Some(counter)) = (outcome.policy, outcome.counter) {
+            if let Some(metric) = self
+                .metrics
+                .get(policy * Counter::PER_POLICY + counter.index())
+            {
+                metric.bump();
+            }
+        }
+        if outcome.unknown_policy {
+            self.unknown_policy.bump();
+        }
+    }
+
+    fn flush(&self) {
+        self.metrics.iter().for_each(Metric::flush);
+        self.unknown_policy.flush();
+    }
+
+    fn log_unknown_once(&self, name: &[u8]) {
+        let mut logged = self.unknown_names_logged.borrow_mut();
+        if logged.len() < UNKNOWN_NAMES_LOGGED && logged.insert(name.to_vec()) {
+            log::error!(
+                "cors-proxy-wasm: route metadata names unknown policy {:?}; failing closed (preflights 403, no CORS headers)",
+                String::from_utf8_lossy(name)
+            );
+        }
+    }
+}
+
+struct CorsRoot {
+    state: Option<Rc<State>>,
+}
+
+impl Context for CorsRoot {}
+
+impl RootContext for CorsRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        host::refresh_log_level();
+        let document = host::plugin_configuration();
+        let text = String::from_utf8_lossy(&document);
+        match policy::load(&text) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    log::warn!("cors-proxy-wasm: policy warning: {warning}");
+                }
+                log::info!(
+                    "cors-proxy-wasm: policy loaded ({} policies, {} rules)",
+                    loaded.config.policies.len(),
+                    loaded.config.rules.len()
+                );
+                if let Some(old) = self.state.take() {
+                    old.flush();
+                }
+                self.state = Some(Rc::new(State::new(loaded.config)));
+                host::set_tick_period_ms(FLUSH_PERIOD_MS);
+                true
+            }
+            Err(rejected) => {
+                for warning in &rejected.warnings {
+                    log::warn!("cors-proxy-wasm: policy warning: {warning}");
+                }
+                for error in &rejected.errors {
+                    log::error!("cors-proxy-wasm: invalid policy: {error}");
+                }
+                log::error!(
+                    "cors-proxy-wasm: policy rejected with {} error(s); the configuration is refused",
+                    rejected.errors.len()
+                );
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(state) = &self.state {
+            state.flush();
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(CorsHttp {
+            state: self.state.clone(),
+            plan: None,
+            replied: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct CorsHttp {
+    state: Option<Rc<State>>,
+    /// What to do to the response, decided on the request.
+    plan: Option<ResponsePlan>,
+    /// We answered this request ourselves: our reply passes through our own response hook.
+    replied: bool,
+}
+
+impl Context for CorsHttp {}
+
+/// Route facts read from the host on demand, each at most once.
+struct HostRouteFacts<'a> {
+    headers: &'a host::HeaderMap,
+    metadata_policy: Option<Option<Vec<u8>>>,
+    route_name: Option<Option<Vec<u8>>>,
+    virtual_host: Option<Option<Vec<u8>>>,
+}
+
+fn cached<'a>(slot: &'a mut Option<Option<Vec<u8>>>, path: &[&str]) -> Option<&'a [u8]> {
+    slot.get_or_insert_with(|| host::property(path)).as_deref()
+}
+
+impl RouteFacts for HostRouteFacts<'_> {
+    fn metadata_policy(&mut self) -> Option<&[u8]> {
+        cached(
+            &mut self.metadata_policy,
+            &["xds", "route_metadata", "filter_metadata", "cors", "policy"],
+        )
+    }
+    fn route_name(&mut self) -> Option<&[u8]> {
+        cached(&mut self.route_name, &["xds", "route_name"])
+    }
+    fn virtual_host(&mut self) -> Option<&[u8]> {
+        cached(&mut self.virtual_host, &["xds", "virtual_host_name"])
+    }
+    fn authority(&mut self) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == b":authority")
+            .map(|(_, v)| v)
+    }
+    fn path(&mut self) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == b":path")
+            .map(|(_, v)| v)
+    }
+}
+
+impl HttpContext for CorsHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(state) = self.state.clone() else {
+            return Action::Continue;
+        };
+        let headers = host::request_headers();
+        let mut facts = HostRouteFacts {
+            headers: &headers,
+            metadata_policy: None,
+            route_name: None,
+            virtual_host: None,
+        };
+        let selection = state.config.select(&mut facts);
+        if let engine::Selection::Unknown(name) = &selection {
+            state.log_unknown_once(name);
+        }
+        let method = headers.get(b":method");
+        let origin = headers.get(b"origin");
+        let acrm = headers.get(b"access-control-request-method");
+        let acrh = headers.get(b"access-control-request-headers");
+        let acrpn = headers.get(b"access-control-request-private-network");
+        let request = Request {
+            method: method.as_deref().unwrap_or_default(),
+            origin: origin.as_deref(),
+            acrm: acrm.as_deref(),
+            acrh: acrh.as_deref(),
+            acrpn: acrpn.as_deref(),
+        };
+        let outcome = engine::decide(&state.config, &selection, &request);
+        state.count(&outcome);
+        if outcome.counter.is_some() || outcome.unknown_policy {
+            let debug = outcome
+                .policy
+                .and_then(|i| state.config.policy(i))
+                .is_some_and(|p| p.debug);
+            let denied = matches!(
+                outcome.counter,
+                Some(Counter::PreflightDenied(_) | Counter::ActualDenied)
+            );
+            if (debug || denied) && log::log_enabled!(log::Level::Debug) {
+                log::debug!("{}", engine::describe(&state.config, &request, &outcome));
+            }
+        }
+        match outcome.action {
+            engine::Action::Untouched => Action::Continue,
+            engine::Action::Forward(plan) => {
+                self.plan = Some(plan);
+                Action::Continue
+            }
+            engine::Action::Reply(reply) => {
+                let headers: Vec<(&str, &[u8])> = reply
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (*name, value.as_slice()))
+                    .collect();
+                let details = if reply.status == 403 {
+                    "cors_preflight_denied"
+                } else {
+                    "cors_preflight_allowed"
+                };
+                if host::send_local_response(reply.status, &headers, details) {
+                    self.replied = true;
+                    Action::Pause
+                } else {
+                    log::warn!("cors-proxy-wasm: could not send the preflight reply; forwarding");
+                    Action::Continue
+                }
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.replied {
+            return Action::Continue;
+        }
+        let (Some(state), Some(plan)) = (&self.state, self.plan.take()) else {
+            return Action::Continue;
+        };
+        let headers = host::response_headers();
+        let pairs: Vec<(&[u8], &[u8])> = headers.iter().collect();
+        for edit in engine::response_edits(&state.config, &plan, &pairs) {
+            match edit {
+                HeaderEdit::Remove(name) => {
+                    host::remove_response_header(&name);
+                }
+                HeaderEdit::Set(name, value) => {
+                    host::set_response_header(name, &value);
+                }
+            }
+        }
+        Action::Continue
+    }
+}

@@ -1,0 +1,337 @@
+//! A small, panic-free layer over the proxy-wasm host calls this filter uses.
+//!
+//! The SDK's `hostcalls` `panic!` on any status other than Ok/NotFound and its header getters
+//! unwrap UTF-8: one odd byte or host status would abort the VM and fail every later request on
+//! the worker. Here every call returns an `Option`/`bool`, every value is bytes, and the
+//! serialised header maps are parsed with bounds checks.
+
+use std::ptr::null_mut;
+
+/// `proxy_status_t::Ok`.
+const OK: u32 = 0;
+/// `proxy_map_type_t`.
+const REQUEST_HEADERS: u32 = 0;
+const RESPONSE_HEADERS: u32 = 2;
+/// `proxy_buffer_type_t::PluginConfiguration`.
+const PLUGIN_CONFIGURATION: u32 = 7;
+/// `proxy_metric_type_t::Counter`.
+const COUNTER: u32 = 0;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+}
+
+/// Takes ownership of a buffer the host allocated through `proxy_on_memory_allocate`.
+///
+/// # Safety
+/// `data` must be null or a `size`-byte allocation made by this module's allocator.
+unsafe fn take_buffer(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if data.is_null() {
+        return None;
+    }
+    Some(Vec::from_raw_parts(data, size, size))
+}
+
+/// The plugin configuration (the policy document), empty when none was given.
+pub fn plugin_configuration() -> Vec<u8> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: out-pointers are valid; the returned buffer is ours (see `take_buffer`).
+    unsafe {
+        if proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, usize::MAX, &mut data, &mut size) != OK {
+            return Vec::new();
+        }
+        take_buffer(data, size).unwrap_or_default()
+    }
+}
+
+/// A property such as `xds.route_name`, as raw bytes; `None` when absent or on any error.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let mut serialized = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            serialized.push(0);
+        }
+        serialized.extend_from_slice(part.as_bytes());
+    }
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: as above.
+    unsafe {
+        if proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) != OK {
+            return None;
+        }
+        take_buffer(data, size)
+    }
+}
+
+/// A serialised header map, as the host hands it over, read without copying its values.
+#[derive(Default)]
+pub struct HeaderMap {
+    buffer: Vec<u8>,
+    /// `(name start, name len, value start, value len)` into `buffer`.
+    entries: Vec<(usize, usize, usize, usize)>,
+}
+
+impl HeaderMap {
+    /// Parses `u32 count, count × (u32 name len, u32 value len), then name\0value\0 …`
+    /// (little-endian). A malformed buffer yields the entries read before the fault.
+    fn parse(buffer: Vec<u8>) -> Self {
+        let read_u32 = |at: usize| -> Option<usize> {
+            let bytes = buffer.get(at..at.checked_add(4)?)?;
+            Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
+        };
+        let mut entries = Vec::new();
+        let count = read_u32(0).unwrap_or(0);
+        let mut data = 4usize.saturating_add(count.saturating_mul(8));
+        for i in 0..count {
+            let (Some(name_len), Some(value_len)) = (read_u32(4 + i * 8), read_u32(8 + i * 8))
+            else {
+                break;
+            };
+            let name_start = data;
+            let value_start = name_start.saturating_add(name_len).saturating_add(1);
+            let end = value_start.saturating_add(value_len).saturating_add(1);
+            if end > buffer.len() {
+                break;
+            }
+            entries.push((name_start, name_len, value_start, value_len));
+            data = end;
+        }
+        HeaderMap { buffer, entries }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.entries.iter().map(|&(ns, nl, vs, vl)| {
+            (
+                self.buffer.get(ns..ns + nl).unwrap_or_default(),
+                self.buffer.get(vs..vs + vl).unwrap_or_default(),
+            )
+        })
+    }
+
+    /// The value of a (lower-case) header; several headers of that name joined with `,`.
+    pub fn get(&self, name: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let mut values = self.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let first = values.next()?.1;
+        let Some(second) = values.next() else {
+            return Some(std::borrow::Cow::Borrowed(first));
+        };
+        let mut joined = first.to_vec();
+        for (_, value) in std::iter::once(second).chain(values) {
+            joined.push(b',');
+            joined.extend_from_slice(value);
+        }
+        Some(std::borrow::Cow::Owned(joined))
+    }
+}
+
+fn header_map(map_type: u32) -> HeaderMap {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: as above.
+    unsafe {
+        if proxy_get_header_map_pairs(map_type, &mut data, &mut size) != OK {
+            return HeaderMap::default();
+        }
+        take_buffer(data, size)
+            .map(HeaderMap::parse)
+            .unwrap_or_default()
+    }
+}
+
+pub fn request_headers() -> HeaderMap {
+    header_map(REQUEST_HEADERS)
+}
+
+pub fn response_headers() -> HeaderMap {
+    header_map(RESPONSE_HEADERS)
+}
+
+/// Sets a response header, replacing every header of that name.
+pub fn set_response_header(name: &str, value: &[u8]) -> bool {
+    // SAFETY: pointers and lengths describe live slices.
+    unsafe {
+        proxy_replace_header_map_value(
+            RESPONSE_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        ) == OK
+    }
+}
+
+pub fn remove_response_header(name: &[u8]) -> bool {
+    // SAFETY: as above.
+    unsafe { proxy_remove_header_map_value(RESPONSE_HEADERS, name.as_ptr(), name.len()) == OK }
+}
+
+fn serialize_map(headers: &[(&str, &[u8])]) -> Vec<u8> {
+    let size = 4 + headers
+        .iter()
+        .map(|(n, v)| 10 + n.len() + v.len())
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out
+}
+
+/// Sends a local reply with an empty body. `details` shows in Envoy's access log
+/// (`%RESPONSE_CODE_DETAILS%`).
+pub fn send_local_response(status: u16, headers: &[(&str, &[u8])], details: &str) -> bool {
+    let serialized = serialize_map(headers);
+    // SAFETY: as above.
+    unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            details.as_ptr(),
+            details.len(),
+            [].as_ptr(),
+            0,
+            serialized.as_ptr(),
+            serialized.len(),
+            -1,
+        ) == OK
+    }
+}
+
+/// Defines a counter; `None` if the host refuses.
+pub fn define_counter(name: &str) -> Option<u32> {
+    let mut id = 0;
+    // SAFETY: as above.
+    let status = unsafe { proxy_define_metric(COUNTER, name.as_ptr(), name.len(), &mut id) };
+    (status == OK).then_some(id)
+}
+
+pub fn increment_counter(id: u32, by: u64) -> bool {
+    // SAFETY: a plain call.
+    unsafe { proxy_increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX)) == OK }
+}
+
+pub fn set_tick_period_ms(period: u32) -> bool {
+    // SAFETY: a plain call.
+    unsafe { proxy_set_tick_period_milliseconds(period) == OK }
+}
+
+fn host_log_level() -> Option<log::LevelFilter> {
+    let mut level = 0;
+    // SAFETY: a valid out-pointer.
+    if unsafe { proxy_get_log_level(&mut level) } != OK {
+        return None;
+    }
+    Some(match level {
+        0 => log::LevelFilter::Trace,
+        1 => log::LevelFilter::Debug,
+        2 => log::LevelFilter::Info,
+        3 => log::LevelFilter::Warn,
+        4 | 5 => log::LevelFilter::Error,
+        _ => log::LevelFilter::Off,
+    })
+}
+
+fn write_log(level: u32, message: &str) {
+    // SAFETY: a live slice. A failed log has nowhere to be reported.
+    unsafe {
+        proxy_log(level, message.as_ptr(), message.len());
+    }
+}
+
+struct HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => 0,
+            log::Level::Debug => 1,
+            log::Level::Info => 2,
+            log::Level::Warn => 3,
+            log::Level::Error => 4,
+        };
+        write_log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: HostLogger = HostLogger;
+
+/// Routes the `log` crate to Envoy's wasm log at Envoy's current level, and logs panics (which
+/// abort the VM) at critical level so they are never silent.
+pub fn init_logging() {
+    // Fails only if a logger is already set, which then stays in charge.
+    // Host calls are not allowed during `_initialize`: the level is read in `on_configure`.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+    std::panic::set_hook(Box::new(|info| {
+        write_log(5, &format!("cors-proxy-wasm panic: {info}"))
+    }));
+}
+
+/// Re-reads Envoy's log level (it can change at run time through the admin API).
+pub fn refresh_log_level() {
+    log::set_max_level(host_log_level().unwrap_or(log::LevelFilter::Info));
+}
