@@ -76,8 +76,13 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// A value as JSON, cut short when long so that one error stays one readable line.
 fn quoted(text: &str) -> String {
-    Value::String(text.to_owned()).to_string()
+    const LONGEST: usize = 80;
+    match text.char_indices().nth(LONGEST) {
+        None => Value::String(text.to_owned()).to_string(),
+        Some((cut, _)) => format!("{}…", Value::String(text[..cut].to_owned())),
+    }
 }
 
 fn field_path(prefix: &str, field: &str) -> String {

@@ -1,0 +1,810 @@
+//! The engine's decisions (SPEC §2.1, §3): which policy a request gets, and exactly what the
+//! request and its response get.
+
+use cors_proxy_wasm::engine::{
+    self, Action, AllowOrigin, Counter, DenyReason, HeaderEdit, LocalReply, Request, ResponsePlan,
+    RouteFacts, Selection,
+};
+use cors_proxy_wasm::policy::{self, Config};
+
+fn config(document: &str) -> Config {
+    match policy::load(document) {
+        Ok(loaded) => loaded.config,
+        Err(rejected) => panic!("invalid test policy: {:?}", rejected.errors),
+    }
+}
+
+/// Route facts with a record of which were read (each is a host call in the filter).
+#[derive(Default)]
+struct Facts {
+    metadata: Option<Vec<u8>>,
+    route: Option<Vec<u8>>,
+    vhost: Option<Vec<u8>>,
+    authority: Option<Vec<u8>>,
+    path: Option<Vec<u8>>,
+    reads: Vec<&'static str>,
+}
+
+impl Facts {
+    fn route(name: &str) -> Self {
+        Facts {
+            route: Some(name.into()),
+            ..Facts::default()
+        }
+    }
+}
+
+impl RouteFacts for Facts {
+    fn metadata_policy(&mut self) -> Option<&[u8]> {
+        self.reads.push("metadata");
+        self.metadata.as_deref()
+    }
+    fn route_name(&mut self) -> Option<&[u8]> {
+        self.reads.push("route");
+        self.route.as_deref()
+    }
+    fn virtual_host(&mut self) -> Option<&[u8]> {
+        self.reads.push("vhost");
+        self.vhost.as_deref()
+    }
+    fn authority(&mut self) -> Option<&[u8]> {
+        self.reads.push("authority");
+        self.authority.as_deref()
+    }
+    fn path(&mut self) -> Option<&[u8]> {
+        self.reads.push("path");
+        self.path.as_deref()
+    }
+}
+
+const APP: &str = "https://app.example.com";
+
+fn preflight<'a>(origin: &'a str, method: &'a str, headers: Option<&'a str>) -> Request<'a> {
+    Request {
+        method: b"OPTIONS",
+        origin: Some(origin.as_bytes()),
+        acrm: Some(method.as_bytes()),
+        acrh: headers.map(str::as_bytes),
+        acrpn: None,
+    }
+}
+
+fn actual<'a>(method: &'a str, origin: Option<&'a str>) -> Request<'a> {
+    Request {
+        method: method.as_bytes(),
+        origin: origin.map(str::as_bytes),
+        ..Request::default()
+    }
+}
+
+fn decide_default(config: &Config, request: &Request) -> engine::Outcome {
+    engine::decide(config, &Selection::Policy(0), request)
+}
+
+fn reply(status: u16, headers: &[(&'static str, &str)]) -> Action {
+    Action::Reply(LocalReply {
+        status,
+        headers: headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_bytes().to_vec()))
+            .collect(),
+    })
+}
+
+const PREFLIGHT_VARY: &str =
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+
+// ---------------------------------------------------------------------------------------------
+// §2.1 choosing the policy
+
+const FULL: &str = r#"{
+    "default":  { "allow_origins": ["https://app.example.com"] },
+    "policies": {
+        "public":  { "allow_origins": ["*"], "allow_methods": ["GET"] },
+        "partner": { "allow_origins": ["https://*.partner.example"], "allow_credentials": true }
+    },
+    "rules": [
+        { "match": { "route": "partner-api" }, "policy": "partner" },
+        { "match": { "host": "static.example.com" }, "policy": "public" },
+        { "match": { "host": "*.example.com", "path_prefix": "/internal/" }, "policy": null },
+        { "match": { "virtual_host": "vh-public", "path_prefix": "/pub" }, "policy": "public" }
+    ]
+}"#;
+
+fn index(config: &Config, name: &str) -> Selection {
+    Selection::Policy(config.by_name[name])
+}
+
+#[test]
+fn route_metadata_wins_over_rules() {
+    let config = config(FULL);
+    let mut facts = Facts {
+        metadata: Some(b"public".to_vec()),
+        route: Some(b"partner-api".to_vec()),
+        ..Facts::default()
+    };
+    assert_eq!(config.select(&mut facts), index(&config, "public"));
+    assert_eq!(facts.reads, ["metadata"], "rules are not evaluated");
+
+    let mut facts = Facts {
+        metadata: Some(b"default".to_vec()),
+        ..Facts::default()
+    };
+    assert_eq!(config.select(&mut facts), index(&config, "default"));
+
+    let mut facts = Facts {
+        metadata: Some(b"off".to_vec()),
+        ..Facts::default()
+    };
+    assert_eq!(config.select(&mut facts), Selection::Untouched);
+
+    let mut facts = Facts {
+        metadata: Some(b"partnr".to_vec()),
+        ..Facts::default()
+    };
+    assert_eq!(
+        config.select(&mut facts),
+        Selection::Unknown(b"partnr".to_vec())
+    );
+    let mut facts = Facts {
+        metadata: Some(b"\xffbad".to_vec()),
+        ..Facts::default()
+    };
+    assert_eq!(
+        config.select(&mut facts),
+        Selection::Unknown(b"\xffbad".to_vec())
+    );
+}
+
+#[test]
+fn rules_in_order_then_default() {
+    let config = config(FULL);
+    let cases: Vec<(Facts, Selection)> = vec![
+        (Facts::route("partner-api"), index(&config, "partner")),
+        (
+            Facts {
+                authority: Some(b"static.example.com".to_vec()),
+                ..Facts::default()
+            },
+            index(&config, "public"),
+        ),
+        (
+            Facts {
+                authority: Some(b"STATIC.example.com:8443".to_vec()),
+                ..Facts::default()
+            },
+            index(&config, "public"),
+        ),
+        (
+            Facts {
+                authority: Some(b"a.b.example.com".to_vec()),
+                path: Some(b"/internal/x".to_vec()),
+                ..Facts::default()
+            },
+            Selection::Untouched,
+        ),
+        // The apex is not matched by *.example.com.
+        (
+            Facts {
+                authority: Some(b"example.com".to_vec()),
+                path: Some(b"/internal/x".to_vec()),
+                ..Facts::default()
+            },
+            index(&config, "default"),
+        ),
+        // AND: host matches, path does not.
+        (
+            Facts {
+                authority: Some(b"a.example.com".to_vec()),
+                path: Some(b"/public/x".to_vec()),
+                ..Facts::default()
+            },
+            index(&config, "default"),
+        ),
+        (
+            Facts {
+                vhost: Some(b"vh-public".to_vec()),
+                path: Some(b"/pub/x".to_vec()),
+                ..Facts::default()
+            },
+            index(&config, "public"),
+        ),
+        (Facts::route("other"), index(&config, "default")),
+        (Facts::default(), index(&config, "default")),
+    ];
+    for (mut facts, expected) in cases {
+        let got = config.select(&mut facts);
+        assert_eq!(
+            got,
+            expected,
+            "facts {:?}",
+            (facts.route, facts.authority, facts.path)
+        );
+    }
+}
+
+#[test]
+fn facts_are_read_only_when_a_rule_needs_them() {
+    let config = config(FULL);
+    let mut facts = Facts::route("partner-api");
+    config.select(&mut facts);
+    assert_eq!(facts.reads, ["metadata", "route"]);
+
+    let short = self::config(r#"{"allow_origins": ["https://a.example.com"]}"#);
+    let mut facts = Facts::default();
+    assert_eq!(short.select(&mut facts), Selection::Policy(0));
+    assert_eq!(facts.reads, ["metadata"]);
+}
+
+#[test]
+fn no_default_passes_through() {
+    let config = config(r#"{"policies": {"p": {"allow_origins": ["*"]}}}"#);
+    assert_eq!(config.select(&mut Facts::default()), Selection::Untouched);
+    let mut facts = Facts {
+        metadata: Some(b"p".to_vec()),
+        ..Facts::default()
+    };
+    assert_eq!(config.select(&mut facts), Selection::Policy(0));
+}
+
+#[test]
+fn authority_host_strips_ports() {
+    assert_eq!(
+        engine::authority_host(b"a.example.com:8080"),
+        b"a.example.com"
+    );
+    assert_eq!(engine::authority_host(b"a.example.com"), b"a.example.com");
+    assert_eq!(engine::authority_host(b"[::1]:8080"), b"[::1]");
+    assert_eq!(engine::authority_host(b"[::1]"), b"[::1]");
+    assert_eq!(engine::authority_host(b""), b"");
+}
+
+// ---------------------------------------------------------------------------------------------
+// §3.1 preflights
+
+const RICH: &str = r#"{"allow_origins": ["https://app.example.com"],
+    "allow_methods": ["GET", "PUT", "DELETE"], "allow_headers": ["X-Custom", "content-type"],
+    "max_age": 600, "debug": true}"#;
+
+#[test]
+fn allowed_preflight_reply() {
+    let config = config(RICH);
+    let outcome = decide_default(
+        &config,
+        &preflight(APP, "PUT", Some("x-custom, Content-Type")),
+    );
+    assert_eq!(
+        outcome.action,
+        reply(
+            204,
+            &[
+                ("access-control-allow-origin", APP),
+                ("access-control-allow-methods", "GET, PUT, DELETE"),
+                ("access-control-allow-headers", "X-Custom, content-type"),
+                ("access-control-max-age", "600"),
+                ("vary", PREFLIGHT_VARY),
+            ]
+        )
+    );
+    assert_eq!(outcome.counter, Some(Counter::PreflightAllowed));
+    assert_eq!(outcome.policy, Some(0));
+
+    // No ACRH: no Access-Control-Allow-Headers.
+    let outcome = decide_default(&config, &preflight(APP, "DELETE", None));
+    assert_eq!(
+        outcome.action,
+        reply(
+            204,
+            &[
+                ("access-control-allow-origin", APP),
+                ("access-control-allow-methods", "GET, PUT, DELETE"),
+                ("access-control-max-age", "600"),
+                ("vary", PREFLIGHT_VARY),
+            ]
+        )
+    );
+}
+
+#[test]
+fn preflight_checks_in_order() {
+    let config = config(RICH);
+    let cases = [
+        // Origin first, even when everything else is wrong too.
+        (
+            preflight("https://evil.example.com", "PATCH", Some("x-nope")),
+            DenyReason::Origin,
+        ),
+        (preflight(APP, "PATCH", Some("x-nope")), DenyReason::Method),
+        // Methods are case-sensitive.
+        (preflight(APP, "put", None), DenyReason::Method),
+        (preflight(APP, "", None), DenyReason::Method),
+        (preflight(APP, "PUT, DELETE", None), DenyReason::Method),
+        (
+            preflight(APP, "PUT", Some("x-custom, x-nope")),
+            DenyReason::Headers,
+        ),
+        (
+            preflight(APP, "PUT", Some("x-custom, bad header")),
+            DenyReason::Headers,
+        ),
+        (
+            preflight(APP, "PUT", Some("authorization")),
+            DenyReason::Headers,
+        ),
+        (
+            Request {
+                acrpn: Some(b"true"),
+                ..preflight(APP, "PUT", Some("x-custom"))
+            },
+            DenyReason::PrivateNetwork,
+        ),
+    ];
+    for (request, reason) in cases {
+        let outcome = decide_default(&config, &request);
+        assert_eq!(
+            outcome.action,
+            reply(
+                403,
+                &[
+                    ("vary", PREFLIGHT_VARY),
+                    ("cors-deny-reason", reason.as_str())
+                ]
+            ),
+            "{request:?}"
+        );
+        assert_eq!(outcome.counter, Some(Counter::PreflightDenied(reason)));
+    }
+}
+
+#[test]
+fn denied_preflight_without_debug_has_no_reason() {
+    let config = config(r#"{"allow_origins": ["https://app.example.com"]}"#);
+    let outcome = decide_default(&config, &preflight("https://evil.example", "GET", None));
+    assert_eq!(outcome.action, reply(403, &[("vary", PREFLIGHT_VARY)]));
+}
+
+#[test]
+fn safelisted_methods_are_always_allowed() {
+    let config =
+        config(r#"{"allow_origins": ["https://app.example.com"], "allow_methods": ["PUT"]}"#);
+    for method in ["GET", "HEAD", "POST", "PUT"] {
+        let outcome = decide_default(&config, &preflight(APP, method, None));
+        assert_eq!(outcome.counter, Some(Counter::PreflightAllowed), "{method}");
+    }
+    let outcome = decide_default(&config, &preflight(APP, "DELETE", None));
+    assert_eq!(
+        outcome.counter,
+        Some(Counter::PreflightDenied(DenyReason::Method))
+    );
+}
+
+#[test]
+fn request_header_list_parsing() {
+    let config = config(RICH);
+    for acrh in [
+        "x-custom",
+        "X-CUSTOM",
+        " x-custom ,\tcontent-type\t",
+        ",,x-custom,,",
+        "x-custom,content-type,x-custom",
+        "",
+        " , ,",
+    ] {
+        let outcome = decide_default(&config, &preflight(APP, "PUT", Some(acrh)));
+        assert_eq!(outcome.counter, Some(Counter::PreflightAllowed), "{acrh:?}");
+    }
+    // Empty lists send no Access-Control-Allow-Headers.
+    let Action::Reply(reply) = decide_default(&config, &preflight(APP, "PUT", Some(" , "))).action
+    else {
+        panic!("expected a reply");
+    };
+    assert!(reply
+        .headers
+        .iter()
+        .all(|(n, _)| *n != "access-control-allow-headers"));
+    for acrh in ["x-custom;", "x-custom x", "x-custom\u{ff}", "(x)"] {
+        let outcome = decide_default(&config, &preflight(APP, "PUT", Some(acrh)));
+        assert_eq!(
+            outcome.counter,
+            Some(Counter::PreflightDenied(DenyReason::Headers)),
+            "{acrh:?}"
+        );
+    }
+}
+
+#[test]
+fn comma_storm_is_linear_and_denied_or_allowed_correctly() {
+    let config = config(RICH);
+    let storm = ",".repeat(60_000);
+    let outcome = decide_default(&config, &preflight(APP, "PUT", Some(&storm)));
+    assert_eq!(outcome.counter, Some(Counter::PreflightAllowed));
+    let names = "x-custom,".repeat(6_000);
+    let outcome = decide_default(&config, &preflight(APP, "PUT", Some(&names)));
+    assert_eq!(outcome.counter, Some(Counter::PreflightAllowed));
+    let long_name = "x".repeat(60_000);
+    let outcome = decide_default(&config, &preflight(APP, "PUT", Some(&long_name)));
+    assert_eq!(
+        outcome.counter,
+        Some(Counter::PreflightDenied(DenyReason::Headers))
+    );
+}
+
+#[test]
+fn wildcards_without_credentials() {
+    let config = config(
+        r#"{"allow_origins": ["*"], "allow_methods": ["*"], "allow_headers": ["*", "Authorization"]}"#,
+    );
+    let outcome = decide_default(
+        &config,
+        &preflight("https://any.example", "PATCH", Some("x-a, authorization")),
+    );
+    assert_eq!(
+        outcome.action,
+        reply(
+            204,
+            &[
+                ("access-control-allow-origin", "*"),
+                ("access-control-allow-methods", "*"),
+                ("access-control-allow-headers", "*, authorization"),
+                ("vary", PREFLIGHT_VARY),
+            ]
+        )
+    );
+    let outcome = decide_default(&config, &preflight("null", "PATCH", Some("x-a")));
+    assert_eq!(
+        outcome.action,
+        reply(
+            204,
+            &[
+                ("access-control-allow-origin", "*"),
+                ("access-control-allow-methods", "*"),
+                ("access-control-allow-headers", "*"),
+                ("vary", PREFLIGHT_VARY),
+            ]
+        )
+    );
+    // `*` alone does not cover authorization.
+    let config = self::config(r#"{"allow_origins": ["*"], "allow_headers": ["*"]}"#);
+    let outcome = decide_default(
+        &config,
+        &preflight("https://a.example", "GET", Some("x-a, Authorization")),
+    );
+    assert_eq!(
+        outcome.counter,
+        Some(Counter::PreflightDenied(DenyReason::Headers))
+    );
+}
+
+#[test]
+fn wildcards_with_credentials_echo() {
+    let config = config(
+        r#"{"allow_origins": ["https://app.example.com"], "allow_credentials": true,
+            "allow_methods": ["*"], "allow_headers": ["*"]}"#,
+    );
+    let outcome = decide_default(&config, &preflight(APP, "PATCH", Some("X-B, x-a, x-b")));
+    assert_eq!(
+        outcome.action,
+        reply(
+            204,
+            &[
+                ("access-control-allow-origin", APP),
+                ("access-control-allow-credentials", "true"),
+                ("access-control-allow-methods", "PATCH"),
+                ("access-control-allow-headers", "x-b, x-a"),
+                ("vary", PREFLIGHT_VARY),
+            ]
+        )
+    );
+}
+
+#[test]
+fn private_network_access() {
+    let config = config(
+        r#"{"allow_origins": ["https://app.example.com"], "allow_private_network": true,
+            "preflight_status": 200}"#,
+    );
+    let vary = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network";
+    let outcome = decide_default(
+        &config,
+        &Request {
+            acrpn: Some(b"true"),
+            ..preflight(APP, "GET", None)
+        },
+    );
+    assert_eq!(
+        outcome.action,
+        reply(
+            200,
+            &[
+                ("access-control-allow-origin", APP),
+                ("access-control-allow-methods", "GET, HEAD, POST"),
+                ("access-control-allow-private-network", "true"),
+                ("vary", vary),
+            ]
+        )
+    );
+    let outcome = decide_default(&config, &preflight("https://evil.example", "GET", None));
+    assert_eq!(outcome.action, reply(403, &[("vary", vary)]));
+}
+
+#[test]
+fn forward_and_report_modes() {
+    let forward = config(
+        r#"{"allow_origins": ["https://app.example.com"], "unmatched_preflights": "forward"}"#,
+    );
+    let outcome = decide_default(&forward, &preflight(APP, "PATCH", None));
+    assert_eq!(
+        outcome.action,
+        Action::Forward(ResponsePlan::VaryOnly { policy: 0 })
+    );
+    assert_eq!(
+        outcome.counter,
+        Some(Counter::PreflightDenied(DenyReason::Method))
+    );
+    // Allowed preflights are still answered locally.
+    assert!(matches!(
+        decide_default(&forward, &preflight(APP, "GET", None)).action,
+        Action::Reply(LocalReply { status: 204, .. })
+    ));
+
+    let report = config(r#"{"allow_origins": ["https://app.example.com"], "mode": "report"}"#);
+    let outcome = decide_default(&report, &preflight(APP, "GET", None));
+    assert_eq!(outcome.action, Action::Untouched);
+    assert_eq!(outcome.counter, Some(Counter::PreflightAllowed));
+    let outcome = decide_default(&report, &preflight("https://evil.example", "GET", None));
+    assert_eq!(outcome.action, Action::Untouched);
+    assert_eq!(
+        outcome.counter,
+        Some(Counter::PreflightDenied(DenyReason::Origin))
+    );
+    let outcome = decide_default(&report, &actual("GET", Some(APP)));
+    assert_eq!(outcome.action, Action::Untouched);
+    assert_eq!(outcome.counter, Some(Counter::ActualAllowed));
+}
+
+#[test]
+fn unknown_policy_fails_closed() {
+    let config = config(FULL);
+    let unknown = Selection::Unknown(b"nope".to_vec());
+    let outcome = engine::decide(&config, &unknown, &preflight(APP, "GET", None));
+    assert_eq!(outcome.action, reply(403, &[("vary", PREFLIGHT_VARY)]));
+    assert!(outcome.unknown_policy);
+    let outcome = engine::decide(&config, &unknown, &actual("GET", Some(APP)));
+    assert_eq!(outcome.action, Action::Forward(ResponsePlan::StripCors));
+    assert!(outcome.unknown_policy);
+    let upstream: Vec<(&[u8], &[u8])> = vec![
+        (b"access-control-allow-origin", b"*"),
+        (b"content-type", b"text/plain"),
+        (b"Access-Control-Expose-Headers", b"x"),
+    ];
+    assert_eq!(
+        engine::response_edits(&config, &ResponsePlan::StripCors, &upstream),
+        [
+            HeaderEdit::Remove(b"access-control-allow-origin".to_vec()),
+            HeaderEdit::Remove(b"access-control-expose-headers".to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn untouched_selection_does_nothing() {
+    let config = config(FULL);
+    let outcome = engine::decide(&config, &Selection::Untouched, &preflight(APP, "GET", None));
+    assert_eq!(outcome.action, Action::Untouched);
+    assert_eq!(outcome.counter, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// §3.2 actual requests and §3.3 Vary
+
+#[test]
+fn actual_requests() {
+    let config = config(
+        r#"{"allow_origins": ["https://app.example.com"], "allow_credentials": true, "expose_headers": ["X-Total", "x-page"]}"#,
+    );
+    let outcome = decide_default(&config, &actual("GET", Some(APP)));
+    let plan = ResponsePlan::Cors {
+        policy: 0,
+        allow_origin: Some(AllowOrigin::Echo(APP.as_bytes().to_vec())),
+    };
+    assert_eq!(outcome.action, Action::Forward(plan.clone()));
+    assert_eq!(outcome.counter, Some(Counter::ActualAllowed));
+    assert_eq!(
+        engine::response_edits(&config, &plan, &[]),
+        [
+            HeaderEdit::Set("access-control-allow-origin", APP.as_bytes().to_vec()),
+            HeaderEdit::Set("access-control-allow-credentials", b"true".to_vec()),
+            HeaderEdit::Set("access-control-expose-headers", b"X-Total, x-page".to_vec()),
+            HeaderEdit::Set("vary", b"Origin".to_vec()),
+        ]
+    );
+
+    // OPTIONS without ACRM is an actual request.
+    let outcome = decide_default(&config, &actual("OPTIONS", Some(APP)));
+    assert_eq!(outcome.counter, Some(Counter::ActualAllowed));
+
+    for origin in [
+        "https://evil.example",
+        "https://app.example.com,https://app.example.com",
+        "https://app.example.com https://app.example.com",
+        "",
+    ] {
+        let outcome = decide_default(&config, &actual("GET", Some(origin)));
+        let plan = ResponsePlan::Cors {
+            policy: 0,
+            allow_origin: None,
+        };
+        assert_eq!(outcome.action, Action::Forward(plan.clone()), "{origin:?}");
+        assert_eq!(outcome.counter, Some(Counter::ActualDenied));
+        assert_eq!(
+            engine::response_edits(&config, &plan, &[]),
+            [HeaderEdit::Set("vary", b"Origin".to_vec())]
+        );
+    }
+
+    // No Origin: not a CORS request, nothing counted, Vary still set.
+    let outcome = decide_default(&config, &actual("GET", None));
+    assert_eq!(outcome.counter, None);
+    assert_eq!(
+        outcome.action,
+        Action::Forward(ResponsePlan::Cors {
+            policy: 0,
+            allow_origin: None
+        })
+    );
+}
+
+#[test]
+fn any_origin_sends_star_and_no_vary() {
+    let config = config(r#"{"allow_origins": ["*"]}"#);
+    let outcome = decide_default(&config, &actual("GET", Some(APP)));
+    let Action::Forward(plan) = outcome.action else {
+        panic!("expected forward")
+    };
+    assert_eq!(
+        engine::response_edits(&config, &plan, &[(b"vary", b"Accept-Encoding")]),
+        [HeaderEdit::Set(
+            "access-control-allow-origin",
+            b"*".to_vec()
+        )]
+    );
+}
+
+#[test]
+fn vary_merging() {
+    let config = config(r#"{"allow_origins": ["https://app.example.com"]}"#);
+    let plan = ResponsePlan::Cors {
+        policy: 0,
+        allow_origin: None,
+    };
+    let cases: Vec<(Vec<(&[u8], &[u8])>, Option<&str>)> = vec![
+        (vec![], Some("Origin")),
+        (
+            vec![(b"vary", b"Accept-Encoding")],
+            Some("Accept-Encoding, Origin"),
+        ),
+        (
+            vec![(b"vary", b"Accept-Encoding, Cookie")],
+            Some("Accept-Encoding, Cookie, Origin"),
+        ),
+        (
+            vec![(b"vary", b"Accept-Encoding"), (b"vary", b"Cookie")],
+            Some("Accept-Encoding, Cookie, Origin"),
+        ),
+        (vec![(b"vary", b"origin")], None),
+        (vec![(b"vary", b"Accept, ORIGIN")], None),
+        (vec![(b"vary", b"*")], None),
+        (vec![(b"vary", b"")], Some("Origin")),
+    ];
+    for (headers, expected) in cases {
+        let edits = engine::response_edits(&config, &plan, &headers);
+        let expected: Vec<HeaderEdit> = expected
+            .map(|v| HeaderEdit::Set("vary", v.as_bytes().to_vec()))
+            .into_iter()
+            .collect();
+        assert_eq!(edits, expected, "{headers:?}");
+    }
+}
+
+#[test]
+fn upstream_cors_headers_replace_and_keep() {
+    let upstream: Vec<(&[u8], &[u8])> = vec![
+        (b"access-control-allow-origin", b"https://up.example"),
+        (b"access-control-allow-credentials", b"true"),
+        (b"content-type", b"text/plain"),
+    ];
+    let replace = config(r#"{"allow_origins": ["https://app.example.com"]}"#);
+    let allowed = ResponsePlan::Cors {
+        policy: 0,
+        allow_origin: Some(AllowOrigin::Echo(APP.as_bytes().to_vec())),
+    };
+    assert_eq!(
+        engine::response_edits(&replace, &allowed, &upstream),
+        [
+            HeaderEdit::Remove(b"access-control-allow-origin".to_vec()),
+            HeaderEdit::Remove(b"access-control-allow-credentials".to_vec()),
+            HeaderEdit::Set("access-control-allow-origin", APP.as_bytes().to_vec()),
+            HeaderEdit::Set("vary", b"Origin".to_vec()),
+        ]
+    );
+    // Removed even when the request had no Origin.
+    let no_origin = ResponsePlan::Cors {
+        policy: 0,
+        allow_origin: None,
+    };
+    assert_eq!(
+        engine::response_edits(&replace, &no_origin, &upstream),
+        [
+            HeaderEdit::Remove(b"access-control-allow-origin".to_vec()),
+            HeaderEdit::Remove(b"access-control-allow-credentials".to_vec()),
+            HeaderEdit::Set("vary", b"Origin".to_vec()),
+        ]
+    );
+
+    let keep = config(
+        r#"{"allow_origins": ["https://app.example.com"], "upstream_cors_headers": "keep", "expose_headers": ["x-a"]}"#,
+    );
+    assert_eq!(
+        engine::response_edits(&keep, &allowed, &upstream),
+        [HeaderEdit::Set("vary", b"Origin".to_vec())]
+    );
+    // Keep, but the upstream set no ACAO: ours are written.
+    let partial: Vec<(&[u8], &[u8])> = vec![(b"access-control-expose-headers", b"x-up")];
+    assert_eq!(
+        engine::response_edits(&keep, &allowed, &partial),
+        [
+            HeaderEdit::Set("access-control-allow-origin", APP.as_bytes().to_vec()),
+            HeaderEdit::Set("access-control-expose-headers", b"x-a".to_vec()),
+            HeaderEdit::Set("vary", b"Origin".to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn forwarded_denied_preflight_only_merges_vary() {
+    let config = config(
+        r#"{"allow_origins": ["https://app.example.com"], "unmatched_preflights": "forward"}"#,
+    );
+    let upstream: Vec<(&[u8], &[u8])> = vec![
+        (b"access-control-allow-origin", b"*"),
+        (b"vary", b"Accept-Encoding"),
+    ];
+    assert_eq!(
+        engine::response_edits(&config, &ResponsePlan::VaryOnly { policy: 0 }, &upstream),
+        [HeaderEdit::Set("vary", b"Accept-Encoding, Origin".to_vec())]
+    );
+}
+
+#[test]
+fn describe_is_one_line() {
+    let config = config(RICH);
+    let request = preflight(APP, "PATCH", None);
+    let outcome = decide_default(&config, &request);
+    assert_eq!(
+        engine::describe(&config, &request, &outcome),
+        "cors: policy=default preflight origin=\"https://app.example.com\" denied (method)"
+    );
+}
+
+#[test]
+fn large_policies_match_exactly() {
+    let origins: Vec<String> = (0..10_000)
+        .map(|i| format!("\"https://app{i}.example.com\""))
+        .collect();
+    let config = config(&format!(r#"{{"allow_origins": [{}]}}"#, origins.join(",")));
+    for i in [0, 4_999, 9_999] {
+        let origin = format!("https://app{i}.example.com");
+        assert_eq!(
+            decide_default(&config, &actual("GET", Some(&origin))).counter,
+            Some(Counter::ActualAllowed)
+        );
+    }
+    assert_eq!(
+        decide_default(
+            &config,
+            &actual("GET", Some("https://app10000.example.com"))
+        )
+        .counter,
+        Some(Counter::ActualDenied)
+    );
+}
