@@ -39,8 +39,16 @@ fn required_file_from_env(var: &str) -> PathBuf {
         )
     });
     let path = PathBuf::from(value);
-    let path = if path.is_relative() { repo_root().join(path) } else { path };
-    assert!(path.is_file(), "{var}={} does not exist (run `make build venv`)", path.display());
+    let path = if path.is_relative() {
+        repo_root().join(path)
+    } else {
+        path
+    };
+    assert!(
+        path.is_file(),
+        "{var}={} does not exist (run `make build venv`)",
+        path.display()
+    );
     path
 }
 
@@ -166,7 +174,9 @@ fn serve_connection(stream: TcpStream, count: &AtomicUsize, seen: &Mutex<Vec<Rec
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
             .filter(|l| !l.is_empty())
             .collect();
-        let Some(request_line) = text_lines.first() else { return };
+        let Some(request_line) = text_lines.first() else {
+            return;
+        };
         let request_line = String::from_utf8_lossy(request_line).into_owned();
         let mut parts = request_line.split(' ');
         let method = parts.next().unwrap_or("").to_string();
@@ -189,16 +199,22 @@ fn serve_connection(stream: TcpStream, count: &AtomicUsize, seen: &Mutex<Vec<Rec
             if reader.read_exact(&mut body).is_err() {
                 return;
             }
-        } else if find("transfer-encoding")
-            .is_some_and(|v| String::from_utf8_lossy(&v).to_ascii_lowercase().contains("chunked"))
-            && read_chunked(&mut reader).is_none()
+        } else if find("transfer-encoding").is_some_and(|v| {
+            String::from_utf8_lossy(&v)
+                .to_ascii_lowercase()
+                .contains("chunked")
+        }) && read_chunked(&mut reader).is_none()
         {
             return;
         }
 
         count.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut s) = seen.lock() {
-            s.push(Recorded { method: method.clone(), path: path.clone(), headers: headers.clone() });
+            s.push(Recorded {
+                method: method.clone(),
+                path: path.clone(),
+                headers: headers.clone(),
+            });
         }
 
         // Response.
@@ -284,7 +300,8 @@ pub fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(v) => {
                         out.push(v);
                         i += 3;
@@ -317,15 +334,25 @@ pub fn percent_encode(s: &str) -> String {
 pub fn up_path(path: &str, headers: &[(&str, &str)]) -> String {
     let mut p = path.to_string();
     for (i, (n, v)) in headers.iter().enumerate() {
-        p.push(if i == 0 && !path.contains('?') { '?' } else { '&' });
+        p.push(if i == 0 && !path.contains('?') {
+            '?'
+        } else {
+            '&'
+        });
         let _ = write!(p, "h={}", percent_encode(&format!("{n}:{v}")));
     }
     p
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(v.len());
-    let end = v.iter().rposition(|b| *b != b' ' && *b != b'\t').map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| *b != b' ' && *b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| *b != b' ' && *b != b'\t')
+        .map_or(start, |e| e + 1);
     &v[start..end.max(start)]
 }
 
@@ -371,7 +398,11 @@ impl Route {
     }
 
     fn to_json(&self) -> Value {
-        let cluster = if self.dead_upstream { "dead" } else { "upstream" };
+        let cluster = if self.dead_upstream {
+            "dead"
+        } else {
+            "upstream"
+        };
         let mut r = json!({
             "name": self.name,
             "match": { "prefix": self.prefix },
@@ -477,7 +508,12 @@ impl EnvoyBuilder {
         }
         filters.extend(self.extra_filters.iter().cloned());
         let needs_rbac = self.all_routes().any(|r| r.rbac_deny);
-        if needs_rbac && !self.extra_filters.iter().any(|f| f["name"] == "envoy.filters.http.rbac") {
+        if needs_rbac
+            && !self
+                .extra_filters
+                .iter()
+                .any(|f| f["name"] == "envoy.filters.http.rbac")
+        {
             // No rules: allows everything unless a route overrides it.
             filters.push(json!({
                 "name": "envoy.filters.http.rbac",
@@ -512,7 +548,9 @@ impl EnvoyBuilder {
     }
 
     fn all_routes(&self) -> impl Iterator<Item = &Route> {
-        self.routes.iter().chain(self.vhosts.iter().flat_map(|v| v.routes.iter()))
+        self.routes
+            .iter()
+            .chain(self.vhosts.iter().flat_map(|v| v.routes.iter()))
     }
 
     /// Starts Envoy and waits until it is ready. Panics (with the log) if it does not start.
@@ -521,8 +559,11 @@ impl EnvoyBuilder {
         let config = self.bootstrap(upstream.port, free_port());
         let dir = scratch_dir("envoy");
         let config_path = dir.join("envoy.json");
-        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json"))
-            .expect("write config");
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&config).expect("json"),
+        )
+        .expect("write config");
         Envoy::start_config(&config_path, &dir, Some(upstream))
     }
 
@@ -532,8 +573,11 @@ impl EnvoyBuilder {
         let config = self.bootstrap(free_port(), free_port());
         let dir = scratch_dir("envoy-fail");
         let config_path = dir.join("envoy.json");
-        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("json"))
-            .expect("write config");
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&config).expect("json"),
+        )
+        .expect("write config");
         run_expect_failure(&config_path, &dir)
     }
 
@@ -587,7 +631,13 @@ fn envoy_command(config: &Path, dir: &Path, mode_validate: bool) -> Command {
         .arg(config)
         .args(["--concurrency", "1", "--base-id"])
         .arg(unique_base_id().to_string())
-        .args(["-l", "info", "--log-path"])
+        .args([
+            "-l",
+            "info",
+            "--file-flush-interval-msec",
+            "200",
+            "--log-path",
+        ])
         .arg(dir.join("envoy.log"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -635,7 +685,9 @@ fn read_logs(dir: &Path) -> String {
 }
 
 fn run_expect_failure(config: &Path, dir: &Path) -> (ExitStatus, String) {
-    let mut child = envoy_command(config, dir, false).spawn().expect("spawn envoy");
+    let mut child = envoy_command(config, dir, false)
+        .spawn()
+        .expect("spawn envoy");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -644,7 +696,10 @@ fn run_expect_failure(config: &Path, dir: &Path) -> (ExitStatus, String) {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("Envoy accepted a config it should refuse; log:\n{}", read_logs(dir));
+            panic!(
+                "Envoy accepted a config it should refuse; log:\n{}",
+                read_logs(dir)
+            );
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -653,7 +708,9 @@ fn run_expect_failure(config: &Path, dir: &Path) -> (ExitStatus, String) {
 /// Runs `envoy --mode validate -c config` from the repo root; returns (success, output).
 pub fn validate_config(config: &Path) -> (bool, String) {
     let dir = scratch_dir("validate");
-    let status = envoy_command(config, &dir, true).status().expect("run envoy --mode validate");
+    let status = envoy_command(config, &dir, true)
+        .status()
+        .expect("run envoy --mode validate");
     (status.success(), read_logs(&dir))
 }
 
@@ -673,7 +730,9 @@ impl Envoy {
     /// Starts Envoy on an existing config file (cwd = repo root) and waits for `/ready`.
     /// The admin port is read from `--admin-address-path`, listener ports from `/listeners`.
     pub fn start_config(config: &Path, dir: &Path, upstream: Option<Upstream>) -> Envoy {
-        let child = envoy_command(config, dir, false).spawn().expect("spawn envoy");
+        let child = envoy_command(config, dir, false)
+            .spawn()
+            .expect("spawn envoy");
         let mut envoy = Envoy {
             child,
             port: 0,
@@ -685,7 +744,10 @@ impl Envoy {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = envoy.child.try_wait().expect("try_wait") {
-                panic!("Envoy exited at startup ({status}); log:\n{}", read_logs(dir));
+                panic!(
+                    "Envoy exited at startup ({status}); log:\n{}",
+                    read_logs(dir)
+                );
             }
             if Instant::now() > deadline {
                 panic!("Envoy not ready after 20 s; log:\n{}", read_logs(dir));
@@ -708,7 +770,11 @@ impl Envoy {
             thread::sleep(Duration::from_millis(50));
         }
         let listeners = envoy.admin_json("/listeners?format=json");
-        for l in listeners["listener_statuses"].as_array().cloned().unwrap_or_default() {
+        for l in listeners["listener_statuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
             let name = l["name"].as_str().unwrap_or("").to_string();
             if let Some(port) = l["local_address"]["socket_address"]["port_value"].as_u64() {
                 envoy.listeners.insert(name, port as u16);
@@ -738,7 +804,10 @@ impl Envoy {
 
     /// Counters whose name matches `filter` (an RE2 regex, e.g. `^wasmcustom\.cors\.`).
     pub fn stats(&self, filter: &str) -> BTreeMap<String, u64> {
-        let v = self.admin_json(&format!("/stats?format=json&filter={}", percent_encode(filter)));
+        let v = self.admin_json(&format!(
+            "/stats?format=json&filter={}",
+            percent_encode(filter)
+        ));
         let mut out = BTreeMap::new();
         for s in v["stats"].as_array().cloned().unwrap_or_default() {
             if let (Some(name), Some(value)) = (s["name"].as_str(), s["value"].as_u64()) {
@@ -758,11 +827,17 @@ impl Envoy {
 
     /// Polls our counters until those named in `expected` have exactly these values, or until
     /// `within` has passed; returns the last reading (the caller asserts on it).
-    pub fn wait_cors_stats(&self, expected: &[(&str, u64)], within: Duration) -> BTreeMap<String, u64> {
+    pub fn wait_cors_stats(
+        &self,
+        expected: &[(&str, u64)],
+        within: Duration,
+    ) -> BTreeMap<String, u64> {
         let deadline = Instant::now() + within;
         loop {
             let stats = self.cors_stats();
-            let ok = expected.iter().all(|(n, v)| stats.get(*n).copied().unwrap_or(0) == *v);
+            let ok = expected
+                .iter()
+                .all(|(n, v)| stats.get(*n).copied().unwrap_or(0) == *v);
             if ok || Instant::now() > deadline {
                 return stats;
             }
@@ -778,9 +853,9 @@ impl Envoy {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         if thread::panicking() {
+            // Graceful stop so Envoy flushes its log, then show the tail.
+            terminate(&mut self.child, Duration::from_secs(2));
             let log = read_logs(&self.dir);
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
             eprintln!("--- Envoy log tail ({}) ---", self.dir.display());
@@ -788,9 +863,35 @@ impl Drop for Envoy {
                 eprintln!("{line}");
             }
         } else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// SIGTERM, then SIGKILL if the process is still running after `grace`.
+fn terminate(child: &mut Child, grace: Duration) {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn kill(pid: i32, sig: i32) -> i32;
+        }
+        const SIGTERM: i32 = 15;
+        // SAFETY: signals our own child, which has not been reaped yet.
+        unsafe {
+            kill(child.id() as i32, SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -850,8 +951,11 @@ impl Req {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", self.method, self.path, self.host)
-            .into_bytes();
+        let mut out = format!(
+            "{} {} HTTP/1.1\r\nHost: {}\r\n",
+            self.method, self.path, self.host
+        )
+        .into_bytes();
         for (n, v) in &self.headers {
             out.extend_from_slice(n);
             out.extend_from_slice(b": ");
@@ -874,10 +978,12 @@ impl Req {
 
     pub fn try_send(&self, port: u16) -> Result<Response, String> {
         let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
         s.write_all(&self.to_bytes()).map_err(|e| e.to_string())?;
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(|e| format!("reading response: {e}"))?;
+        s.read_to_end(&mut raw)
+            .map_err(|e| format!("reading response: {e}"))?;
         Response::parse(&raw, self.method == "HEAD")
     }
 }
@@ -898,7 +1004,9 @@ impl Response {
             .ok_or_else(|| format!("no end of headers in {:?}", String::from_utf8_lossy(raw)))?;
         let head = &raw[..split];
         let rest = &raw[split + 4..];
-        let mut lines = head.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        let mut lines = head
+            .split(|b| *b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
         let status_line = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
         let status = status_line
             .split(' ')
@@ -914,7 +1022,11 @@ impl Response {
                 ))
             })
             .collect();
-        let mut r = Response { status, headers, body: Vec::new() };
+        let mut r = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
         if head_request {
             return Ok(r);
         }
@@ -923,7 +1035,10 @@ impl Response {
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
         r.body = if chunked {
             read_chunked(&mut BufReader::new(rest)).ok_or("bad chunked body")?
-        } else if let Some(len) = r.header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        } else if let Some(len) = r
+            .header("content-length")
+            .and_then(|l| l.parse::<usize>().ok())
+        {
             rest[..len.min(rest.len())].to_vec()
         } else {
             rest.to_vec()
@@ -949,7 +1064,11 @@ impl Response {
     /// The header's single value; panics if it appears more than once.
     pub fn one(&self, name: &str) -> Option<String> {
         let all = self.headers_all(name);
-        assert!(all.len() <= 1, "{name} appears {} times: {all:?}\n{self}", all.len());
+        assert!(
+            all.len() <= 1,
+            "{name} appears {} times: {all:?}\n{self}",
+            all.len()
+        );
         all.into_iter().next()
     }
 
@@ -964,7 +1083,10 @@ impl Response {
 
     #[track_caller]
     pub fn assert_no_cors(&self) {
-        assert!(self.cors_headers().is_empty(), "expected no access-control-* headers:\n{self}");
+        assert!(
+            self.cors_headers().is_empty(),
+            "expected no access-control-* headers:\n{self}"
+        );
     }
 
     #[track_caller]
@@ -974,7 +1096,10 @@ impl Response {
             .into_iter()
             .filter(|(n, _)| n.starts_with("access-control-allow-"))
             .collect();
-        assert!(allow.is_empty(), "expected no access-control-allow-* headers:\n{self}");
+        assert!(
+            allow.is_empty(),
+            "expected no access-control-allow-* headers:\n{self}"
+        );
     }
 
     #[track_caller]
@@ -985,12 +1110,19 @@ impl Response {
     /// `Some(value)` assertion helper: the header is present exactly once with this value.
     #[track_caller]
     pub fn assert_header(&self, name: &str, value: &str) {
-        assert_eq!(self.one(name).as_deref(), Some(value), "header {name}:\n{self}");
+        assert_eq!(
+            self.one(name).as_deref(),
+            Some(value),
+            "header {name}:\n{self}"
+        );
     }
 
     #[track_caller]
     pub fn assert_absent(&self, name: &str) {
-        assert!(self.header(name).is_none(), "header {name} should be absent:\n{self}");
+        assert!(
+            self.header(name).is_none(),
+            "header {name} should be absent:\n{self}"
+        );
     }
 
     pub fn text(&self) -> String {
@@ -1004,7 +1136,9 @@ impl Response {
 
     /// The request as the upstream received it, parsed from the echo body.
     pub fn echo(&self) -> Option<Recorded> {
-        let rest = self.body.strip_prefix(format!("{ECHO_MARKER}\n").as_bytes())?;
+        let rest = self
+            .body
+            .strip_prefix(format!("{ECHO_MARKER}\n").as_bytes())?;
         let mut lines = rest
             .split(|b| *b == b'\n')
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
@@ -1022,7 +1156,11 @@ impl Response {
                 ))
             })
             .collect();
-        Some(Recorded { method, path, headers })
+        Some(Recorded {
+            method,
+            path,
+            headers,
+        })
     }
 }
 
