@@ -26,7 +26,7 @@ fn assert_local_preflight(r: &Response, status: u16) {
     r.assert_status(status);
     assert!(r.body.is_empty(), "preflight body must be empty:\n{r}");
     assert!(
-        !r.from_upstream(),
+        !r.is_upstream_answer(),
         "preflight must not reach the upstream:\n{r}"
     );
 }
@@ -40,7 +40,7 @@ fn assert_rejected(r: &Response, vary: &str) {
         "rejected preflight body must be empty:\n{r}"
     );
     assert!(
-        !r.from_upstream(),
+        !r.is_upstream_answer(),
         "rejected preflight must not reach the upstream:\n{r}"
     );
     r.assert_no_cors();
@@ -283,7 +283,7 @@ fn actual_request_allowed_and_denied() {
     for method in ["GET", "POST", "PUT", "DELETE"] {
         let r = envoy.send(&Req::new(method, "/api").origin(ORIGIN));
         r.assert_status(200);
-        assert!(r.from_upstream(), "{r}");
+        assert!(r.is_upstream_answer(), "{r}");
         r.assert_header("access-control-allow-origin", ORIGIN);
         r.assert_header("access-control-allow-credentials", "true");
         r.assert_header("access-control-expose-headers", "x-exposed, X-Other");
@@ -305,7 +305,7 @@ fn actual_request_allowed_and_denied() {
     // Denied origin: the request still goes upstream, no CORS headers.
     let r = envoy.send(&Req::get("/api").origin(EVIL));
     r.assert_status(200);
-    assert!(r.from_upstream(), "{r}");
+    assert!(r.is_upstream_answer(), "{r}");
     r.assert_no_cors();
     r.assert_header("vary", "Origin");
 
@@ -574,7 +574,7 @@ fn route_metadata_selects_policy() {
     // Unknown name: fail closed.
     let r = envoy.send(&Req::preflight("/missing/x", ORIGIN, "GET"));
     r.assert_status(403);
-    assert!(!r.from_upstream(), "{r}");
+    assert!(!r.is_upstream_answer(), "{r}");
     r.assert_no_cors();
     let r = envoy.send(&Req::get(&up_path("/missing/x", upstream_acao)).origin(ORIGIN));
     r.assert_status(200);
@@ -637,7 +637,7 @@ fn rules_select_policy() {
         r.assert_absent("vary");
         let r = envoy.send(&Req::preflight("/internal/x", ORIGIN, "GET").host(host));
         assert!(
-            r.from_upstream(),
+            r.is_upstream_answer(),
             "host {host}: preflight must go upstream:\n{r}"
         );
     }
@@ -676,7 +676,7 @@ fn no_default_passes_through() {
     r.assert_header("access-control-allow-origin", "https://up.example");
     r.assert_absent("vary");
     let r = envoy.send(&Req::preflight("/x", ORIGIN, "GET"));
-    assert!(r.from_upstream(), "{r}");
+    assert!(r.is_upstream_answer(), "{r}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -693,7 +693,7 @@ fn local_replies_of_later_filters_carry_cors_headers() {
     .start();
     let r = envoy.send(&Req::get("/rbac/x").origin(ORIGIN));
     r.assert_status(403);
-    assert!(!r.from_upstream());
+    assert!(!r.is_upstream_answer());
     r.assert_header("access-control-allow-origin", ORIGIN);
     r.assert_header("access-control-allow-credentials", "true");
     r.assert_header("vary", "Origin");

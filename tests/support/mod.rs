@@ -1130,7 +1130,7 @@ impl Response {
     }
 
     /// Did the upstream answer (its echo body is present)?
-    pub fn from_upstream(&self) -> bool {
+    pub fn is_upstream_answer(&self) -> bool {
         self.body.starts_with(ECHO_MARKER.as_bytes())
     }
 
