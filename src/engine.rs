@@ -106,7 +106,8 @@ impl Config {
         self.default.map_or(Selection::Untouched, Selection::Policy)
     }
 
-    fn rule_matches(&self, rule: &crate::policy::Rule, facts: &mut impl RouteFacts) -> bool {
+    /// Does this rule hold for the request? (Public so the CLI can say which rule chose a policy.)
+    pub fn rule_matches(&self, rule: &crate::policy::Rule, facts: &mut impl RouteFacts) -> bool {
         if let Some(route) = &rule.route {
             if facts.route_name() != Some(route.as_bytes()) {
                 return false;

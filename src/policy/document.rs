@@ -713,6 +713,9 @@ impl Walker {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for (i, text) in texts.iter().enumerate() {
+            if not_a_string(fields, "allow_methods", i) {
+                continue; // already reported by string_list
+            }
             let path = format!("{}[{i}]", fields.path("allow_methods"));
             if text == "*" {
                 any = true;
@@ -745,6 +748,9 @@ impl Walker {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for (i, text) in texts.iter().enumerate() {
+            if not_a_string(fields, "allow_headers", i) {
+                continue; // already reported by string_list
+            }
             let path = format!("{}[{i}]", fields.path("allow_headers"));
             let lower = text.to_ascii_lowercase();
             if text == "*" {
@@ -770,6 +776,9 @@ impl Walker {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for (i, text) in texts.iter().enumerate() {
+            if not_a_string(fields, "expose_headers", i) {
+                continue; // already reported by string_list
+            }
             let path = format!("{}[{i}]", fields.path("expose_headers"));
             let lower = text.to_ascii_lowercase();
             if text == "*" && credentials {
@@ -787,6 +796,16 @@ impl Walker {
         }
         out
     }
+}
+
+/// Was item `i` of this list field something other than a string? (`string_list` reported it
+/// and put an empty placeholder in its place, which must not be reported a second time.)
+fn not_a_string(fields: &PolicyFields, field: &str, i: usize) -> bool {
+    fields
+        .get(field)
+        .and_then(Value::as_array)
+        .and_then(|list| list.get(i))
+        .is_some_and(|v| !v.is_string())
 }
 
 /// A rule's `host`: an exact lower-case host or `*.` followed by a domain.
@@ -822,4 +841,28 @@ fn host_pattern(text: &str) -> Result<HostPattern, String> {
     } else {
         HostPattern::Exact(host.to_owned())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load;
+
+    #[test]
+    fn a_non_string_list_item_is_reported_once() {
+        let rejected = match load(
+            r#"{"allow_origins": ["https://a.example"], "allow_methods": ["GET", 1], "allow_headers": [true], "expose_headers": [null]}"#,
+        ) {
+            Ok(_) => panic!("accepted"),
+            Err(rejected) => rejected,
+        };
+        let errors: Vec<String> = rejected.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "allow_methods[1]: expected a string, got a number",
+                "allow_headers[0]: expected a string, got a boolean",
+                "expose_headers[0]: expected a string, got null",
+            ]
+        );
+    }
 }

@@ -1,0 +1,594 @@
+//! `cors-policy`: check a policy document, and explain what the filter does with a request.
+//!
+//! The same engine as the filter ([`policy::load`], [`Config::select`], [`engine::decide`],
+//! [`engine::response_edits`], [`engine::describe`]); this file only reads files and arguments
+//! and prints.
+//!
+//! Exit status: 0 = OK, 1 = the policy document is invalid, 2 = usage or I/O error.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use cors_proxy_wasm::engine::{self, Action, HeaderEdit, Request, ResponsePlan, Selection};
+use cors_proxy_wasm::policy::{self, Config, HostPattern, Mode, Rule, UnmatchedPreflights};
+use serde::Deserialize as _;
+use serde_json::Value;
+
+const USAGE: &str = "\
+usage:
+  cors-policy check FILE
+  cors-policy explain FILE [--origin ORIGIN] [--method METHOD] [--header NAME]...
+                      [--preflight] [--private-network]
+                      [--route NAME] [--vhost NAME] [--host HOST[:PORT]] [--path PATH]
+                      [--metadata-policy NAME] [--upstream-header 'Name: value']...
+
+FILE is a JSON policy document, or (.yaml/.yml) an Istio WasmPlugin whose spec.pluginConfig is
+the policy document.
+
+check    prints every problem as `path: message` (warnings prefixed `warning: `);
+         exit 0 = valid, 1 = invalid, 2 = usage or I/O error.
+explain  prints the policy chosen for the request and why, the filter's decision, and the exact
+         status and headers it produces: for a preflight (--preflight; --method is then the
+         Access-Control-Request-Method and --header the Access-Control-Request-Headers names)
+         the local reply, otherwise the edits made to the upstream response (--upstream-header)
+         and the resulting response headers.
+         --metadata-policy is the route's metadata filter_metadata.cors.policy (Envoy);
+         --route / --vhost are the Envoy route and virtual host names (Istio: the
+         VirtualService http[].name, plus .<match name>); --host is the :authority.
+";
+
+/// A problem that stops the command before it can judge the policy (exit 2).
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut out = String::new();
+    let result = match args.first().map(String::as_str) {
+        Some("check") => check(&args[1..], &mut out),
+        Some("explain") => explain(&args[1..], &mut out),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(UsageError(format!("unknown command {other:?}"))),
+        None => Err(UsageError("no command given".to_owned())),
+    };
+    print!("{out}");
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(UsageError(message)) => {
+            eprintln!("cors-policy: {message}");
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Reading documents
+// ------------------------------------------------------------------------------------------------
+
+/// One policy document found in a file.
+struct Document {
+    /// How the summary names it: the file, or the file and the WasmPlugin.
+    label: String,
+    /// The JSON text, or what stands in its place when the source could not be read as one.
+    source: Source,
+}
+
+enum Source {
+    Json(String),
+    /// A problem found before the policy could be loaded: `(path, message)`.
+    Broken(String, String),
+}
+
+fn is_yaml(path: &str) -> bool {
+    let ext = Path::new(path)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    matches!(ext.as_deref(), Some("yaml" | "yml"))
+}
+
+fn read_documents(path: &str) -> Result<Vec<Document>, UsageError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read {path}: {e}")))?;
+    if !is_yaml(path) {
+        return Ok(vec![Document {
+            label: path.to_owned(),
+            source: Source::Json(text),
+        }]);
+    }
+    wasm_plugins(path, &text)
+}
+
+/// Every `WasmPlugin` in a (multi-document) YAML file, with its `spec.pluginConfig` as JSON.
+fn wasm_plugins(path: &str, text: &str) -> Result<Vec<Document>, UsageError> {
+    let mut found = Vec::new();
+    for (index, yaml) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let value = match Value::deserialize(yaml) {
+            Ok(value) => value,
+            Err(e) => {
+                found.push(Document {
+                    label: format!("{path} (YAML document {})", index + 1),
+                    source: Source::Broken("$".to_owned(), format!("invalid YAML: {e}")),
+                });
+                // The YAML stream cannot be resumed after a syntax error.
+                break;
+            }
+        };
+        if value.get("kind").and_then(Value::as_str) != Some("WasmPlugin") {
+            continue;
+        }
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("(unnamed)");
+        let label = match value.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(namespace) => format!("{path}: WasmPlugin {namespace}/{name}"),
+            None => format!("{path}: WasmPlugin {name}"),
+        };
+        let source = match value.pointer("/spec/pluginConfig") {
+            None | Some(Value::Null) => Source::Broken(
+                "spec.pluginConfig".to_owned(),
+                "missing: the filter needs its policy document here".to_owned(),
+            ),
+            Some(config) => match serde_json::to_string(config) {
+                Ok(json) => Source::Json(json),
+                Err(e) => Source::Broken("spec.pluginConfig".to_owned(), e.to_string()),
+            },
+        };
+        found.push(Document { label, source });
+    }
+    if found.is_empty() {
+        return Err(UsageError(format!(
+            "{path}: no Istio WasmPlugin found (a .yaml/.yml file must hold `kind: WasmPlugin` with spec.pluginConfig; policy documents are .json)"
+        )));
+    }
+    Ok(found)
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Loads one document, printing its problems; the config when it is valid.
+fn load(document: &Document, out: &mut String) -> Option<Config> {
+    let text = match &document.source {
+        Source::Json(text) => text,
+        Source::Broken(path, message) => {
+            let _ = writeln!(out, "{path}: {message}");
+            let _ = writeln!(out, "FAILED: {}: 1 error", document.label);
+            return None;
+        }
+    };
+    match policy::load(text) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                let _ = writeln!(out, "warning: {warning}");
+            }
+            Some(loaded.config)
+        }
+        Err(rejected) => {
+            for warning in &rejected.warnings {
+                let _ = writeln!(out, "warning: {warning}");
+            }
+            for error in &rejected.errors {
+                let _ = writeln!(out, "{error}");
+            }
+            let _ = writeln!(
+                out,
+                "FAILED: {}: {}",
+                document.label,
+                plural(rejected.errors.len(), "error", "errors")
+            );
+            None
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// check
+// ------------------------------------------------------------------------------------------------
+
+fn check(args: &[String], out: &mut String) -> Result<bool, UsageError> {
+    let [path] = args else {
+        return Err(UsageError("check takes exactly one FILE".to_owned()));
+    };
+    let mut all_valid = true;
+    for document in read_documents(path)? {
+        match load(&document, out) {
+            Some(config) => {
+                let names: Vec<&str> = config.policies.iter().map(|p| p.name.as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "OK: {}: {} ({}), {}",
+                    document.label,
+                    plural(names.len(), "policy", "policies"),
+                    names.join(", "),
+                    plural(config.rules.len(), "rule", "rules"),
+                );
+            }
+            None => all_valid = false,
+        }
+    }
+    Ok(all_valid)
+}
+
+// ------------------------------------------------------------------------------------------------
+// explain
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct ExplainArgs {
+    file: Option<String>,
+    origin: Option<String>,
+    method: Option<String>,
+    headers: Vec<String>,
+    preflight: bool,
+    private_network: bool,
+    facts: Facts,
+    upstream_headers: Vec<(String, String)>,
+}
+
+/// The route facts given on the command line.
+#[derive(Default)]
+struct Facts {
+    metadata_policy: Option<String>,
+    route: Option<String>,
+    vhost: Option<String>,
+    authority: Option<String>,
+    path: Option<String>,
+}
+
+impl engine::RouteFacts for Facts {
+    fn metadata_policy(&mut self) -> Option<&[u8]> {
+        self.metadata_policy.as_deref().map(str::as_bytes)
+    }
+    fn route_name(&mut self) -> Option<&[u8]> {
+        self.route.as_deref().map(str::as_bytes)
+    }
+    fn virtual_host(&mut self) -> Option<&[u8]> {
+        self.vhost.as_deref().map(str::as_bytes)
+    }
+    fn authority(&mut self) -> Option<&[u8]> {
+        self.authority.as_deref().map(str::as_bytes)
+    }
+    fn path(&mut self) -> Option<&[u8]> {
+        self.path.as_deref().map(str::as_bytes)
+    }
+}
+
+fn parse_explain(args: &[String]) -> Result<ExplainArgs, UsageError> {
+    let mut parsed = ExplainArgs::default();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let mut value = |name: &str| {
+            iter.next()
+                .cloned()
+                .ok_or_else(|| UsageError(format!("{name} needs a value")))
+        };
+        match arg.as_str() {
+            "--preflight" => parsed.preflight = true,
+            "--private-network" => parsed.private_network = true,
+            "--origin" => parsed.origin = Some(value(arg)?),
+            "--method" => parsed.method = Some(value(arg)?),
+            "--header" => parsed.headers.push(value(arg)?),
+            "--route" => parsed.facts.route = Some(value(arg)?),
+            "--vhost" => parsed.facts.vhost = Some(value(arg)?),
+            "--host" => parsed.facts.authority = Some(value(arg)?),
+            "--path" => parsed.facts.path = Some(value(arg)?),
+            "--metadata-policy" => parsed.facts.metadata_policy = Some(value(arg)?),
+            "--upstream-header" => {
+                let line = value(arg)?;
+                let Some((name, value)) = line.split_once(':') else {
+                    return Err(UsageError(format!(
+                        "--upstream-header {line:?}: expected 'Name: value'"
+                    )));
+                };
+                let name = name.trim();
+                if name.is_empty() {
+                    return Err(UsageError(format!(
+                        "--upstream-header {line:?}: the header name is empty"
+                    )));
+                }
+                // Envoy hands filters lower-case header names.
+                parsed
+                    .upstream_headers
+                    .push((name.to_ascii_lowercase(), value.trim().to_owned()));
+            }
+            flag if flag.starts_with("--") => {
+                return Err(UsageError(format!("unknown option {flag}")));
+            }
+            file => {
+                if parsed.file.replace(file.to_owned()).is_some() {
+                    return Err(UsageError("explain takes exactly one FILE".to_owned()));
+                }
+            }
+        }
+    }
+    if parsed.file.is_none() {
+        return Err(UsageError("explain needs a FILE".to_owned()));
+    }
+    if parsed.preflight && parsed.origin.is_none() {
+        return Err(UsageError(
+            "--preflight needs --origin (a preflight always carries an Origin)".to_owned(),
+        ));
+    }
+    if !parsed.preflight && (!parsed.headers.is_empty() || parsed.private_network) {
+        return Err(UsageError(
+            "--header and --private-network describe a preflight: add --preflight".to_owned(),
+        ));
+    }
+    Ok(parsed)
+}
+
+fn explain(args: &[String], out: &mut String) -> Result<bool, UsageError> {
+    let mut args = parse_explain(args)?;
+    let file = args.file.clone().unwrap_or_default();
+    let mut documents = read_documents(&file)?;
+    if documents.len() > 1 {
+        return Err(UsageError(format!(
+            "{file} holds {} WasmPlugins; explain needs exactly one",
+            documents.len()
+        )));
+    }
+    let Some(document) = documents.pop() else {
+        return Err(UsageError(format!("{file}: no policy document")));
+    };
+    let Some(config) = load(&document, out) else {
+        return Ok(false);
+    };
+
+    // The request as the filter sees it.
+    let method = args.method.clone().unwrap_or_else(|| "GET".to_owned());
+    let acrh = args.headers.join(", ");
+    let request = Request {
+        method: if args.preflight {
+            b"OPTIONS"
+        } else {
+            method.as_bytes()
+        },
+        origin: args.origin.as_deref().map(str::as_bytes),
+        acrm: args.preflight.then_some(method.as_bytes()),
+        acrh: (args.preflight && !args.headers.is_empty()).then_some(acrh.as_bytes()),
+        acrpn: args.private_network.then_some(b"true".as_slice()),
+    };
+
+    let selection = config.select(&mut args.facts);
+    let _ = writeln!(
+        out,
+        "{}",
+        selection_line(&config, &selection, &mut args.facts)
+    );
+    if let Selection::Policy(index) = selection {
+        if let Some(policy) = config.policy(index) {
+            let mode = match policy.mode {
+                Mode::Enforce => "enforce",
+                Mode::Report => "report (decide and count, change nothing)",
+            };
+            let _ = writeln!(out, "mode: {mode}");
+        }
+    }
+    let _ = writeln!(out, "request: {}", request_line(&request));
+
+    let outcome = engine::decide(&config, &selection, &request);
+    let _ = writeln!(
+        out,
+        "decision: {}",
+        engine::describe(&config, &request, &outcome)
+    );
+    let counter = match (
+        outcome.counter,
+        outcome.policy.and_then(|i| config.policy(i)),
+    ) {
+        (Some(counter), Some(policy)) => format!("cors.{}.{}", policy.name, counter.suffix()),
+        _ if outcome.unknown_policy => "cors.unknown_policy".to_owned(),
+        _ => "none".to_owned(),
+    };
+    let _ = writeln!(out, "counter: {counter}");
+
+    let upstream: Vec<(&[u8], &[u8])> = args
+        .upstream_headers
+        .iter()
+        .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+        .collect();
+    match &outcome.action {
+        Action::Reply(reply) => {
+            let _ = writeln!(
+                out,
+                "response: {} local reply, empty body (not forwarded upstream)",
+                reply.status
+            );
+            for (name, value) in &reply.headers {
+                let _ = writeln!(out, "  {name}: {}", String::from_utf8_lossy(value));
+            }
+        }
+        Action::Untouched => {
+            let why = match (&selection, outcome.policy) {
+                (_, Some(_)) => "mode report: the decision is only counted and logged",
+                (Selection::Unknown(_), _) => "unknown policy",
+                _ => "no CORS handling on this request",
+            };
+            let _ = writeln!(out, "response: forwarded upstream, left untouched ({why})");
+            print_headers(out, &upstream, &[]);
+        }
+        Action::Forward(plan) => {
+            let why = match plan {
+                ResponsePlan::VaryOnly { .. } => {
+                    " (unmatched_preflights: forward; the upstream answers the preflight)"
+                }
+                ResponsePlan::StripCors => " (unknown policy: fail closed)",
+                ResponsePlan::Cors { .. } => "",
+            };
+            let edits = engine::response_edits(&config, plan, &upstream);
+            let _ = writeln!(
+                out,
+                "response: forwarded upstream{why}; the upstream's status, with {}",
+                plural(edits.len(), "header edit", "header edits")
+            );
+            for edit in &edits {
+                match edit {
+                    HeaderEdit::Remove(name) => {
+                        let _ = writeln!(out, "  remove {}", String::from_utf8_lossy(name));
+                    }
+                    HeaderEdit::Set(name, value) => {
+                        let _ = writeln!(out, "  set {name}: {}", String::from_utf8_lossy(value));
+                    }
+                }
+            }
+            print_headers(out, &upstream, &edits);
+        }
+    }
+    if matches!(outcome.action, Action::Reply(_)) && outcome.policy.is_none() {
+        let _ = writeln!(out, "note: the route names a policy that does not exist");
+    }
+    if let Some(policy) = outcome.policy.and_then(|i| config.policy(i)) {
+        let denied_reply = matches!(&outcome.action, Action::Reply(r) if r.status == 403);
+        if denied_reply && !policy.debug {
+            let _ = writeln!(
+                out,
+                "note: set \"debug\": true on policy {} to get cors-deny-reason on denied preflights",
+                policy.name
+            );
+        }
+        if request.is_preflight()
+            && policy.unmatched_preflights == UnmatchedPreflights::Forward
+            && matches!(outcome.action, Action::Forward(_))
+        {
+            let _ = writeln!(
+                out,
+                "note: the preflight was denied; with unmatched_preflights: reject it would get a local 403"
+            );
+        }
+    }
+    Ok(true)
+}
+
+/// `policy: NAME (why)`.
+fn selection_line(config: &Config, selection: &Selection, facts: &mut Facts) -> String {
+    let why = if let Some(name) = &facts.metadata_policy {
+        format!("route metadata filter_metadata.cors.policy = {name:?}")
+    } else {
+        let index = config
+            .rules
+            .iter()
+            .position(|rule| config.rule_matches(rule, facts));
+        match index {
+            Some(i) => format!("rules[{i}] {} matched", rule_text(&config.rules[i])),
+            None if config.default.is_some() => {
+                "no route metadata, no rule matched: the default".to_owned()
+            }
+            None => "no route metadata, no rule matched, no default".to_owned(),
+        }
+    };
+    match selection {
+        Selection::Policy(index) => {
+            let name = config.policy(*index).map_or("?", |p| p.name.as_str());
+            format!("policy: {name} ({why})")
+        }
+        Selection::Untouched => format!("policy: none, no CORS handling ({why})"),
+        Selection::Unknown(name) => format!(
+            "policy: unknown {:?}, failing closed ({why}; no such policy)",
+            String::from_utf8_lossy(name)
+        ),
+    }
+}
+
+fn rule_text(rule: &Rule) -> String {
+    let mut fields = Vec::new();
+    if let Some(route) = &rule.route {
+        fields.push(format!("route={route:?}"));
+    }
+    if let Some(vhost) = &rule.virtual_host {
+        fields.push(format!("virtual_host={vhost:?}"));
+    }
+    match &rule.host {
+        Some(HostPattern::Exact(host)) => fields.push(format!("host={host:?}")),
+        Some(HostPattern::Subdomain(suffix)) => fields.push(format!("host=\"*{suffix}\"")),
+        None => {}
+    }
+    if let Some(prefix) = &rule.path_prefix {
+        fields.push(format!("path_prefix={prefix:?}"));
+    }
+    format!("{{{}}}", fields.join(", "))
+}
+
+fn request_line(request: &Request) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut line = format!("{}", String::from_utf8_lossy(request.method));
+    if request.is_preflight() {
+        line.push_str(" (preflight)");
+    }
+    match request.origin {
+        Some(origin) => {
+            let _ = write!(line, ", origin: {}", text(origin));
+        }
+        None => line.push_str(", no Origin (not a CORS request)"),
+    }
+    if let Some(acrm) = request.acrm {
+        let _ = write!(line, ", access-control-request-method: {}", text(acrm));
+    }
+    if let Some(acrh) = request.acrh {
+        let _ = write!(line, ", access-control-request-headers: {}", text(acrh));
+    }
+    if let Some(acrpn) = request.acrpn {
+        let _ = write!(
+            line,
+            ", access-control-request-private-network: {}",
+            text(acrpn)
+        );
+    }
+    line
+}
+
+/// The response headers after the edits, in order: upstream headers (edited in place), then
+/// headers the filter added.
+fn print_headers(out: &mut String, upstream: &[(&[u8], &[u8])], edits: &[HeaderEdit]) {
+    let mut headers: Vec<(Vec<u8>, Vec<u8>)> = upstream
+        .iter()
+        .map(|(n, v)| (n.to_vec(), v.to_vec()))
+        .collect();
+    for edit in edits {
+        match edit {
+            HeaderEdit::Remove(name) => headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
+            HeaderEdit::Set(name, value) => {
+                let name = name.as_bytes();
+                match headers
+                    .iter()
+                    .position(|(n, _)| n.eq_ignore_ascii_case(name))
+                {
+                    Some(first) => {
+                        headers[first].1 = value.clone();
+                        let mut i = 0;
+                        headers.retain(|(n, _)| {
+                            i += 1;
+                            i - 1 == first || !n.eq_ignore_ascii_case(name)
+                        });
+                    }
+                    None => headers.push((name.to_vec(), value.clone())),
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "response headers{}:",
+        if upstream.is_empty() {
+            " (no --upstream-header given)"
+        } else {
+            ""
+        }
+    );
+    for (name, value) in &headers {
+        let _ = writeln!(
+            out,
+            "  {}: {}",
+            String::from_utf8_lossy(name),
+            String::from_utf8_lossy(value)
+        );
+    }
+}
