@@ -318,10 +318,13 @@ fn actual_request_allowed_and_denied() {
 
 #[test]
 fn any_origin_policy() {
-    let envoy = start(json!({ "allow_origins": ["*"], "allow_methods": ["GET"] }));
+    let envoy = start(json!({
+        "allow_origins": ["*"], "allow_methods": ["GET"], "expose_headers": ["*"]
+    }));
     let r = envoy.send(&Req::get("/").origin("https://anyone.example"));
     r.assert_status(200);
     r.assert_header("access-control-allow-origin", "*");
+    r.assert_header("access-control-expose-headers", "*");
     r.assert_absent("access-control-allow-credentials");
     r.assert_absent("vary");
 
@@ -657,6 +660,30 @@ fn rules_select_policy() {
     // nothing specific -> default
     let r = envoy.send(&Req::preflight("/x", partner, "GET"));
     assert_rejected(&r, PREFLIGHT_VARY);
+}
+
+#[test]
+fn short_form_with_route_metadata() {
+    let envoy = EnvoyBuilder::new(json!({ "allow_origins": [ORIGIN] }).to_string())
+        .route(Route::new("named-default", "/d/").policy("default"))
+        .route(Route::new("off", "/off/").policy("off"))
+        .route(Route::new("ghost", "/ghost/").policy("ghost"))
+        .start();
+    let upstream_acao = &[("Access-Control-Allow-Origin", "https://up.example")];
+    for path in ["/d/x", "/x"] {
+        let r = envoy.send(&Req::get(path).origin(ORIGIN));
+        r.assert_header("access-control-allow-origin", ORIGIN);
+        r.assert_header("vary", "Origin");
+    }
+    let r = envoy.send(&Req::get(&up_path("/off/x", upstream_acao)).origin(ORIGIN));
+    r.assert_header("access-control-allow-origin", "https://up.example");
+    r.assert_absent("vary");
+    let r = envoy.send(&Req::preflight("/ghost/x", ORIGIN, "GET"));
+    r.assert_status(403);
+    r.assert_no_cors();
+    let r = envoy.send(&Req::get(&up_path("/ghost/x", upstream_acao)).origin(ORIGIN));
+    r.assert_status(200);
+    r.assert_no_cors();
 }
 
 #[test]
@@ -1117,4 +1144,38 @@ fn find_string_values(v: &Value, type_url: &str) -> Vec<String> {
         _ => {}
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// §4 A rejected policy never replaces a running one
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn rejected_policy_update_keeps_the_running_policy() {
+    let envoy = EnvoyBuilder::new(json!({ "allow_origins": [ORIGIN] }).to_string()).start_dynamic();
+    let preflight = |origin: &str| envoy.send(&Req::preflight("/", origin, "GET"));
+    assert_local_preflight(&preflight(ORIGIN), 204);
+
+    // Invalid document: Envoy rejects the listener update, the old policy keeps serving.
+    let bad = json!({ "allow_origins": ["https://*.com"] }).to_string();
+    assert!(
+        !envoy.update_policy(&bad),
+        "Envoy accepted an invalid policy"
+    );
+    let r = preflight(ORIGIN);
+    assert_local_preflight(&r, 204);
+    r.assert_header("access-control-allow-origin", ORIGIN);
+
+    // A valid document replaces it.
+    let other = "https://other.example";
+    let good = json!({ "allow_origins": [other] }).to_string();
+    assert!(
+        envoy.update_policy(&good),
+        "Envoy rejected a valid policy:\n{}",
+        envoy.log()
+    );
+    let r = preflight(other);
+    assert_local_preflight(&r, 204);
+    r.assert_header("access-control-allow-origin", other);
+    assert_rejected(&preflight(ORIGIN), PREFLIGHT_VARY);
 }

@@ -439,6 +439,7 @@ pub struct VHost {
 /// Default layout: virtual host `main` (domains `*`) with the routes added by [`route`](Self::route),
 /// then a catch-all route `catchall` (prefix `/`); extra virtual hosts from [`vhost`](Self::vhost) come
 /// first, so their domains win over `*`.
+#[derive(Clone)]
 pub struct EnvoyBuilder {
     policy: String,
     routes: Vec<Route>,
@@ -487,6 +488,17 @@ impl EnvoyBuilder {
     }
 
     fn bootstrap(&self, upstream_port: u16, dead_port: u16) -> Value {
+        json!({
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+            "static_resources": {
+                "listeners": [self.listener(0)],
+                "clusters": [cluster("upstream", upstream_port), cluster("dead", dead_port)]
+            }
+        })
+    }
+
+    /// The listener `main` with the HTTP connection manager, our filter, extra filters, router.
+    fn listener(&self, port: u16) -> Value {
         let mut vhosts: Vec<Value> = self
             .vhosts
             .iter()
@@ -526,24 +538,18 @@ impl EnvoyBuilder {
         }));
 
         json!({
-            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
-            "static_resources": {
-                "listeners": [{
-                    "name": "main",
-                    "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
-                    "filter_chains": [{ "filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            "delayed_close_timeout": "0s",
-                            "route_config": { "name": "local", "virtual_hosts": vhosts },
-                            "http_filters": filters
-                        }
-                    }] }]
-                }],
-                "clusters": [cluster("upstream", upstream_port), cluster("dead", dead_port)]
-            }
+            "name": "main",
+            "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } },
+            "filter_chains": [{ "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "ingress",
+                    "delayed_close_timeout": "0s",
+                    "route_config": { "name": "local", "virtual_hosts": vhosts },
+                    "http_filters": filters
+                }
+            }] }]
         })
     }
 
@@ -567,6 +573,45 @@ impl EnvoyBuilder {
         Envoy::start_config(&config_path, &dir, Some(upstream))
     }
 
+    /// Starts Envoy with the listener delivered by LDS from a watched file, so the policy can be
+    /// replaced at run time with [`Envoy::update_policy`] (a rejected update keeps the old one).
+    pub fn start_dynamic(self) -> Envoy {
+        let upstream = Upstream::start();
+        let dir = scratch_dir("envoy-lds");
+        let lds_path = dir.join("lds.json");
+        let port = free_port();
+        let dynamic = Dynamic {
+            builder: self,
+            lds_path: lds_path.clone(),
+            port,
+            version: Mutex::new(1),
+        };
+        dynamic.write_lds(1);
+        let config = json!({
+            "node": { "id": "cors-e2e", "cluster": "cors-e2e" },
+            "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+            "dynamic_resources": { "lds_config": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": lds_path.to_string_lossy(),
+                    "watched_directory": { "path": dir.to_string_lossy() }
+                }
+            } },
+            "static_resources": {
+                "clusters": [cluster("upstream", upstream.port), cluster("dead", free_port())]
+            }
+        });
+        let config_path = dir.join("envoy.json");
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&config).expect("json"),
+        )
+        .expect("write config");
+        let mut envoy = Envoy::start_config(&config_path, &dir, Some(upstream));
+        envoy.dynamic = Some(dynamic);
+        envoy
+    }
+
     /// Starts Envoy expecting it to refuse the config: returns the exit status and the log.
     /// Panics if Envoy is still running after 30 s (the config was accepted).
     pub fn start_expect_failure(self) -> (ExitStatus, String) {
@@ -584,6 +629,27 @@ impl EnvoyBuilder {
     /// The generated bootstrap, for debugging.
     pub fn config_text(&self) -> String {
         serde_json::to_string_pretty(&self.bootstrap(1, 2)).unwrap_or_default()
+    }
+}
+
+/// The LDS file of an Envoy started with [`EnvoyBuilder::start_dynamic`].
+pub struct Dynamic {
+    builder: EnvoyBuilder,
+    lds_path: PathBuf,
+    port: u16,
+    version: Mutex<u64>,
+}
+
+impl Dynamic {
+    /// Writes the LDS response atomically (write + rename in the watched directory).
+    fn write_lds(&self, version: u64) {
+        let mut listener = self.builder.listener(self.port);
+        listener["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+        let response = json!({ "version_info": version.to_string(), "resources": [listener] });
+        let tmp = self.lds_path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&response).expect("json"))
+            .expect("write lds");
+        std::fs::rename(&tmp, &self.lds_path).expect("rename lds");
     }
 }
 
@@ -724,6 +790,8 @@ pub struct Envoy {
     pub listeners: BTreeMap<String, u16>,
     pub upstream: Option<Upstream>,
     pub dir: PathBuf,
+    /// Set by [`EnvoyBuilder::start_dynamic`].
+    pub dynamic: Option<Dynamic>,
 }
 
 impl Envoy {
@@ -740,6 +808,7 @@ impl Envoy {
             listeners: BTreeMap::new(),
             upstream,
             dir: dir.to_path_buf(),
+            dynamic: None,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -787,6 +856,64 @@ impl Envoy {
             .copied()
             .unwrap_or_else(|| panic!("no listener reported by /listeners: {listeners}"));
         envoy
+    }
+
+    /// Pushes a new policy through LDS (only for [`EnvoyBuilder::start_dynamic`]) and waits until
+    /// Envoy has accepted or rejected it; returns true if the update was accepted.
+    pub fn update_policy(&self, policy: &str) -> bool {
+        let dynamic = self
+            .dynamic
+            .as_ref()
+            .expect("update_policy needs start_dynamic");
+        let counters = |s: &BTreeMap<String, u64>| {
+            (
+                s.get("listener_manager.lds.update_success")
+                    .copied()
+                    .unwrap_or(0),
+                s.get("listener_manager.lds.update_rejected")
+                    .copied()
+                    .unwrap_or(0),
+            )
+        };
+        let before = counters(&self.stats(r"^listener_manager\.lds\.update_"));
+        let version = {
+            let mut v = dynamic.version.lock().expect("version lock");
+            *v += 1;
+            *v
+        };
+        let mut next = Dynamic {
+            builder: dynamic.builder.clone(),
+            lds_path: dynamic.lds_path.clone(),
+            port: dynamic.port,
+            version: Mutex::new(version),
+        };
+        next.builder.policy = policy.to_string();
+        next.write_lds(version);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = counters(&self.stats(r"^listener_manager\.lds\.update_"));
+            if now.0 > before.0 {
+                // Accepted: wait until the new filter chain is serving.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    let warming = self.stats(r"^listener_manager\.total_listeners_warming$");
+                    if warming.values().all(|v| *v == 0) {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+                return true;
+            }
+            if now.1 > before.1 {
+                return false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy neither accepted nor rejected LDS version {version}; log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends a request to the filter's listener.
