@@ -1,0 +1,661 @@
+#!/usr/bin/env python3
+"""Side-by-side throughput benchmark: cors-proxy-wasm vs Envoy's native CORS filter.
+
+One Envoy (--concurrency 1, pinned with `taskset -c 0`) serves one listener per filter variant;
+the listeners differ only in their CORS filter and all proxy to the same upstream (a further
+listener of the same Envoy answering with a direct_response), so every measured request is a
+real proxied request. wrk (pinned with `taskset -c 1`) drives each (filter, scenario) in turn,
+filters alternating within a scenario, for --rounds rounds; the figures are medians.
+
+Variants: none | native-{1,1000,10000} | empty (an empty proxy-wasm filter: the wasm floor) |
+ours-{1,1000,10000}. Scenarios: non-CORS GET, allowed actual GET, allowed preflight, denied
+preflight.
+
+Writes build/bench/results.json, bench/throughput.png and the results section of
+BENCHMARKS.md (between the `bench:results` markers). Usage (normally through `make bench`):
+
+    .venv/bin/python bench/run.py [--rounds 4] [--duration 5] [--connections 16]
+
+Environment: ENVOY_BIN, CORS_WASM, EMPTY_WASM (defaults: the project venv's Envoy,
+dist/cors_proxy_wasm.wasm, bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm).
+Any missing tool or a variant answering differently than expected is a hard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import http.client
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "bench"
+SIZES = (1, 1000, 10000)
+ALLOWED = "https://app.example.com"
+DENIED = "https://evil.example.org"
+PATH = "/api/items"
+MARK_BEGIN = "<!-- bench:results:begin -->"
+MARK_END = "<!-- bench:results:end -->"
+
+# name -> (method, headers)
+SCENARIOS = {
+    "non-cors GET": ("GET", {}),
+    "actual GET": ("GET", {"Origin": ALLOWED}),
+    "preflight allowed": (
+        "OPTIONS",
+        {
+            "Origin": ALLOWED,
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    ),
+    "preflight denied": (
+        "OPTIONS",
+        {
+            "Origin": DENIED,
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    ),
+}
+
+VARIANTS = (
+    ["none"]
+    + [f"native-{n}" for n in SIZES]
+    + ["empty"]
+    + [f"ours-{n}" for n in SIZES]
+)
+
+
+def die(message: str) -> None:
+    print(f"bench: ERROR: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def origins(n: int) -> list[str]:
+    """n exact origins; ALLOWED sits in the middle (the average case of a linear scan)."""
+    out = [f"https://app-{i:05d}.example.com" for i in range(n)]
+    out[n // 2] = ALLOWED
+    return out
+
+
+def find_tool(name: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        die(f"`{name}` not found on PATH (Debian: apt-get install {name})")
+    return path
+
+
+def find_envoy() -> str:
+    env = os.environ.get("ENVOY_BIN")
+    if env:
+        if not os.path.isfile(env):
+            die(f"ENVOY_BIN={env} does not exist")
+        return env
+    found = sorted(glob.glob(str(ROOT / ".venv/lib/python3.*/site-packages/envoy/_bin/envoy")))
+    if not found:
+        die("Envoy not found: set ENVOY_BIN or run `make venv`")
+    return found[0]
+
+
+def wasm_file(var: str, default: Path, hint: str) -> Path:
+    path = Path(os.environ.get(var, default))
+    if not path.is_absolute():
+        path = ROOT / path
+    if not path.is_file():
+        die(f"{path} does not exist ({hint})")
+    return path
+
+
+def free_ports(count: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+# --------------------------------------------------------------------------------------------
+# Envoy configuration
+# --------------------------------------------------------------------------------------------
+
+ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+    },
+}
+
+
+def wasm_filter(vm_id: str, code: Path, configuration: str) -> dict:
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": vm_id,
+                "root_id": vm_id,
+                "vm_config": {
+                    "vm_id": vm_id,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(code)}},
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": configuration,
+                },
+            },
+        },
+    }
+
+
+def our_policy(n: int) -> str:
+    """The same policy as the native CorsPolicy below, in our short form."""
+    return json.dumps(
+        {
+            "allow_origins": origins(n),
+            "allow_methods": ["GET", "PUT", "POST"],
+            "allow_headers": ["content-type"],
+            "max_age": 600,
+        }
+    )
+
+
+def native_policy(n: int) -> dict:
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": [{"exact": o} for o in origins(n)],
+        "allow_methods": "GET,PUT,POST",
+        "allow_headers": "content-type",
+        "max_age": "600",
+    }
+
+
+def hcm(name: str, virtual_host: dict, filters: list[dict]) -> dict:
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network."
+            "http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": name,
+            "delayed_close_timeout": "0s",
+            "route_config": {"name": name, "virtual_hosts": [virtual_host]},
+            "http_filters": filters + [ROUTER],
+        },
+    }
+
+
+def listener(name: str, port: int, virtual_host: dict, filters: list[dict]) -> dict:
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [hcm(name, virtual_host, filters)]}],
+    }
+
+
+def variant_listener(variant: str, port: int, ours: Path, empty: Path) -> dict:
+    vhost = {
+        "name": variant,
+        "domains": ["*"],
+        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
+    }
+    filters: list[dict] = []
+    kind, _, size = variant.partition("-")
+    if kind == "native":
+        filters = [
+            {
+                "name": "envoy.filters.http.cors",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"
+                },
+            }
+        ]
+        vhost["typed_per_filter_config"] = {"envoy.filters.http.cors": native_policy(int(size))}
+    elif kind == "empty":
+        filters = [wasm_filter("empty", empty, "")]
+    elif kind == "ours":
+        filters = [wasm_filter(variant, ours, our_policy(int(size)))]
+    return listener(variant, port, vhost, filters)
+
+
+def bootstrap(admin_port: int, upstream_port: int, ports: dict, ours: Path, empty: Path) -> dict:
+    upstream_vhost = {
+        "name": "upstream",
+        "domains": ["*"],
+        "routes": [
+            {
+                "match": {"prefix": "/"},
+                "direct_response": {"status": 200, "body": {"inline_string": '{"items":[]}\n'}},
+            }
+        ],
+    }
+    return {
+        "admin": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
+        },
+        "static_resources": {
+            "listeners": [listener("upstream", upstream_port, upstream_vhost, [])]
+            + [variant_listener(v, ports[v], ours, empty) for v in VARIANTS],
+            "clusters": [
+                {
+                    "name": "upstream",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "circuit_breakers": {
+                        "thresholds": [
+                            {"max_connections": 100000, "max_pending_requests": 100000,
+                             "max_requests": 100000}
+                        ]
+                    },
+                    "load_assignment": {
+                        "cluster_name": "upstream",
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {
+                                                    "address": "127.0.0.1",
+                                                    "port_value": upstream_port,
+                                                }
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Envoy process
+# --------------------------------------------------------------------------------------------
+
+
+class Envoy:
+    def __init__(self, binary: str, config: Path, admin_port: int, log_path: Path):
+        self.admin_port = admin_port
+        self.log_path = log_path
+        base_id = random.randint(20000, 60000)
+        self.log_file = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "0", binary, "-c", str(config), "--concurrency", "1",
+             "--base-id", str(base_id), "-l", "info", "--disable-hot-restart"],
+            stdout=self.log_file, stderr=subprocess.STDOUT, cwd=ROOT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                die(f"Envoy exited with {self.proc.returncode}; log: {self.log_path}\n"
+                    + self.log_path.read_text()[-4000:])
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=1)
+                conn.request("GET", "/ready")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        die(f"Envoy not ready after {timeout:.0f} s; log: {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log_file.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Checks and runs
+# --------------------------------------------------------------------------------------------
+
+
+def expected(variant: str, scenario: str) -> tuple[int, str | None]:
+    """(status, Access-Control-Allow-Origin) each variant must answer with."""
+    kind = variant.partition("-")[0]
+    if kind in ("none", "empty") or scenario == "non-cors GET":
+        return 200, None
+    if scenario == "preflight denied":
+        # Native forwards an unmatched preflight upstream; ours answers 403 locally.
+        return (403 if kind == "ours" else 200), None
+    if scenario == "preflight allowed":
+        return (204 if kind == "ours" else 200), ALLOWED
+    return 200, ALLOWED
+
+
+def check(port: int, variant: str, scenario: str) -> None:
+    method, headers = SCENARIOS[scenario]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request(method, PATH, headers=headers)
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    want_status, want_acao = expected(variant, scenario)
+    acao = resp.getheader("access-control-allow-origin")
+    if resp.status != want_status or acao != want_acao:
+        die(f"{variant} / {scenario}: got {resp.status} ACAO={acao!r}, "
+            f"expected {want_status} ACAO={want_acao!r}")
+
+
+LUA_DONE = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH {\"requests\":%d,\"duration_us\":%d,\"p50_us\":%d,\"p99_us\":%d," ..
+    "\"connect\":%d,\"read\":%d,\"write\":%d,\"status\":%d,\"timeout\":%d}\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def lua_script(scenario: str) -> Path:
+    method, headers = SCENARIOS[scenario]
+    lines = [f'wrk.method = "{method}"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    path = BUILD / (scenario.replace(" ", "-") + ".lua")
+    path.write_text("\n".join(lines) + "\n" + LUA_DONE)
+    return path
+
+
+def run_wrk(port: int, scenario: str, script: Path, args) -> dict:
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s",
+           "--latency", "-s", str(script), f"http://127.0.0.1:{port}{PATH}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 30)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH ")), None)
+    if out.returncode != 0 or line is None:
+        die(f"wrk failed ({out.returncode}): {' '.join(cmd)}\n{out.stdout}\n{out.stderr}")
+    r = json.loads(line[len("BENCH "):])
+    socket_errors = r["connect"] + r["read"] + r["write"] + r["timeout"]
+    # Denied preflights answered 403 count as wrk "status" errors; anything else is a failure.
+    if socket_errors or (r["status"] and scenario != "preflight denied"):
+        die(f"wrk reported errors for {port} / {scenario}: {r}")
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+
+TARGETS = [
+    # (size, scenarios, baseline, minimum ratio ours/baseline)
+    (1, ("actual GET",), "native", 0.80),
+    (1, ("preflight allowed", "preflight denied"), "native", 0.62),
+    (1, ("actual GET",), "empty", 0.88),
+    (1000, ("actual GET", "preflight allowed", "preflight denied"), "native", 0.95),
+    (10000, ("actual GET",), "native", 1.8),
+    (10000, ("preflight allowed", "preflight denied"), "native", 3.0),
+]
+
+
+def summarize(runs: dict) -> dict:
+    med = {}
+    for (variant, scenario), rs in runs.items():
+        med.setdefault(variant, {})[scenario] = {
+            "rps": statistics.median(r["rps"] for r in rs),
+            "p50_us": statistics.median(r["p50_us"] for r in rs),
+            "p99_us": statistics.median(r["p99_us"] for r in rs),
+            "rps_runs": [round(r["rps"]) for r in rs],
+        }
+    return med
+
+
+def ratio_rows(med: dict) -> list[dict]:
+    rows = []
+    for n in SIZES:
+        for scenario in SCENARIOS:
+            ours = med[f"ours-{n}"][scenario]["rps"]
+            rows.append({
+                "size": n, "scenario": scenario,
+                "vs_native": ours / med[f"native-{n}"][scenario]["rps"],
+                "vs_empty": ours / med["empty"][scenario]["rps"],
+            })
+    return rows
+
+
+def target_rows(med: dict) -> list[dict]:
+    rows = []
+    for size, scenarios, base, minimum in TARGETS:
+        for scenario in scenarios:
+            baseline = f"native-{size}" if base == "native" else "empty"
+            got = med[f"ours-{size}"][scenario]["rps"] / med[baseline][scenario]["rps"]
+            rows.append({"size": size, "scenario": scenario, "baseline": base,
+                         "target": minimum, "got": got, "met": got >= minimum})
+    return rows
+
+
+def chart(med: dict, path: Path, title: str) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log("installing matplotlib into the venv (pip)")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"],
+                       check=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(SCENARIOS)
+    width = 0.8 / len(VARIANTS)
+    colors = {"none": "#888888", "native-1": "#9ecae1", "native-1000": "#4292c6",
+              "native-10000": "#08519c", "empty": "#bbbbbb", "ours-1": "#a1d99b",
+              "ours-1000": "#41ab5d", "ours-10000": "#006d2c"}
+    fig, ax = plt.subplots(figsize=(12, 5.5))
+    for i, variant in enumerate(VARIANTS):
+        xs = [s + (i - (len(VARIANTS) - 1) / 2) * width for s in range(len(scenarios))]
+        ys = [med[variant][sc]["rps"] for sc in scenarios]
+        ax.bar(xs, ys, width, label=variant, color=colors[variant])
+    ax.set_xticks(range(len(scenarios)))
+    ax.set_xticklabels(scenarios)
+    ax.set_ylabel("requests/s (median)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(ncol=4, fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(results: dict) -> str:
+    med = results["medians"]
+    a = results["args"]
+    out = [
+        MARK_BEGIN,
+        "",
+        f"Run: {results['date']}, {a['rounds']} rounds × {a['duration']} s per run, "
+        f"wrk `-t1 -c{a['connections']}`; load average (1/5/15 min) before each round: "
+        + "; ".join(results["load"]) + f"; after: {results['load_after']}.",
+        f"Machine: {results['machine']}.",
+        "",
+        "Requests/s (median over rounds), p50 / p99 latency in µs (medians):",
+        "",
+        "| filter | " + " | ".join(SCENARIOS) + " |",
+        "|---|" + "---|" * len(SCENARIOS),
+    ]
+    for v in VARIANTS:
+        cells = []
+        for sc in SCENARIOS:
+            m = med[v][sc]
+            cells.append(f"{m['rps']:,.0f} ({m['p50_us']:.0f} / {m['p99_us']:.0f})")
+        out.append(f"| {v} | " + " | ".join(cells) + " |")
+    out += ["", "Ratios of requests/s, ours ÷ native and ours ÷ empty wasm filter:", "",
+            "| origins | " + " | ".join(SCENARIOS) + " |", "|---|" + "---|" * len(SCENARIOS)]
+    by = {(r["size"], r["scenario"]): r for r in results["ratios"]}
+    for n in SIZES:
+        cells = [f"{by[(n, sc)]['vs_native']:.2f}× / {by[(n, sc)]['vs_empty']:.2f}×"
+                 for sc in SCENARIOS]
+        out.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    out += ["", "Targets of issue 5 (ours ÷ baseline, requests/s):", "",
+            "| origins | scenario | baseline | target | measured | |", "|---|---|---|---|---|---|"]
+    for t in results["targets"]:
+        out.append(f"| {t['size']:,} | {t['scenario']} | {t['baseline']} | ≥ {t['target']:.2f}× "
+                   f"| {t['got']:.2f}× | {'met' if t['met'] else '**not met**'} |")
+    out += ["", "Per-run requests/s (to judge the noise):", "", "| filter | scenario | runs |",
+            "|---|---|---|"]
+    for v in VARIANTS:
+        for sc in SCENARIOS:
+            out.append(f"| {v} | {sc} | {', '.join(f'{x:,}' for x in med[v][sc]['rps_runs'])} |")
+    out += ["", "![throughput](bench/throughput.png)", "", MARK_END]
+    return "\n".join(out)
+
+
+def write_markdown(section: str, path: Path) -> None:
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{MARK_BEGIN}\n{MARK_END}\n"
+    start, end = text.find(MARK_BEGIN), text.find(MARK_END)
+    if start < 0 or end < 0:
+        text = text.rstrip("\n") + f"\n\n{MARK_BEGIN}\n{MARK_END}\n"
+        start, end = text.find(MARK_BEGIN), text.find(MARK_END)
+    path.write_text(text[:start] + section + text[end + len(MARK_END):])
+
+
+def machine() -> str:
+    model = ""
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("Model name:"):
+            model = line.split(":", 1)[1].strip()
+    return f"{model}, {os.cpu_count()} CPUs (`nproc`), {platform.system()} {platform.release()}"
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per listener")
+    p.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
+    p.add_argument("--chart", default=str(ROOT / "bench" / "throughput.png"))
+    p.add_argument("--no-report", action="store_true", help="only build/results.json")
+    args = p.parse_args()
+    if args.rounds < 1 or args.duration < 1:
+        die("--rounds and --duration must be at least 1")
+
+    for tool in ("wrk", "taskset"):
+        find_tool(tool)
+    if (os.cpu_count() or 1) < 2:
+        die("needs 2 CPUs (Envoy on CPU 0, wrk on CPU 1)")
+    envoy_bin = find_envoy()
+    ours = wasm_file("CORS_WASM", ROOT / "dist/cors_proxy_wasm.wasm", "run `make build`")
+    empty = wasm_file("EMPTY_WASM",
+                      ROOT / "bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm",
+                      "run `make bench`, which builds bench/empty-filter")
+    BUILD.mkdir(parents=True, exist_ok=True)
+
+    admin, upstream, *rest = free_ports(2 + len(VARIANTS))
+    ports = dict(zip(VARIANTS, rest))
+    config = BUILD / "envoy-bench.json"
+    config.write_text(json.dumps(bootstrap(admin, upstream, ports, ours, empty), indent=1))
+    log(f"Envoy config {config} ({config.stat().st_size:,} bytes); ours={ours} "
+        f"({ours.stat().st_size:,} bytes), empty={empty} ({empty.stat().st_size:,} bytes)")
+
+    envoy = Envoy(envoy_bin, config, admin, BUILD / "envoy.log")
+    try:
+        t0 = time.monotonic()
+        envoy.wait_ready()
+        log(f"Envoy ready in {time.monotonic() - t0:.1f} s")
+        for v in VARIANTS:
+            for sc in SCENARIOS:
+                check(ports[v], v, sc)
+        log("every variant answers every scenario as expected")
+        scripts = {sc: lua_script(sc) for sc in SCENARIOS}
+        warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+        for v in VARIANTS:
+            run_wrk(ports[v], "actual GET", scripts["actual GET"], warm)
+
+        runs: dict = {}
+        loads = []
+        total = args.rounds * len(SCENARIOS) * len(VARIANTS)
+        done = 0
+        for rnd in range(args.rounds):
+            loads.append(loadavg())
+            log(f"round {rnd + 1}/{args.rounds} (load {loads[-1]})")
+            order = VARIANTS[rnd % len(VARIANTS):] + VARIANTS[:rnd % len(VARIANTS)]
+            for sc in SCENARIOS:
+                for v in order:
+                    r = run_wrk(ports[v], sc, scripts[sc], args)
+                    runs.setdefault((v, sc), []).append(r)
+                    done += 1
+                    print(f"  [{done}/{total}] {v:<13} {sc:<18} {r['rps']:>9,.0f} req/s  "
+                          f"p50 {r['p50_us']:>5} µs  p99 {r['p99_us']:>6} µs", flush=True)
+        load_after = loadavg()
+        # Envoy still alive and still answering correctly after the load.
+        for v in VARIANTS:
+            for sc in SCENARIOS:
+                check(ports[v], v, sc)
+    finally:
+        envoy.stop()
+
+    med = summarize(runs)
+    results = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "args": {"rounds": args.rounds, "duration": args.duration,
+                 "connections": args.connections},
+        "load": loads,
+        "load_after": load_after,
+        "wasm_bytes": {"ours": ours.stat().st_size, "empty": empty.stat().st_size},
+        "medians": med,
+        "ratios": ratio_rows(med),
+        "targets": target_rows(med),
+        "runs": {f"{v} / {sc}": rs for (v, sc), rs in runs.items()},
+    }
+    (BUILD / "results.json").write_text(json.dumps(results, indent=1))
+    log(f"raw results: {BUILD / 'results.json'}")
+    for t in results["targets"]:
+        log(f"target {t['size']:>5} {t['scenario']:<18} vs {t['baseline']:<6} "
+            f"≥{t['target']:.2f}×: {t['got']:.2f}× {'met' if t['met'] else 'NOT MET'}")
+    if not args.no_report:
+        chart(med, Path(args.chart),
+              f"Proxied requests/s through one Envoy worker ({results['date']}, "
+              f"load before rounds: {', '.join(loads)})")
+        write_markdown(markdown(results), Path(args.markdown))
+        log(f"wrote {args.chart} and the results section of {args.markdown}")
+
+
+if __name__ == "__main__":
+    main()
