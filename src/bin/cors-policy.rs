@@ -39,8 +39,26 @@ explain  prints the policy chosen for the request and why, the filter's decision
          VirtualService http[].name, plus .<match name>); --host is the :authority.
 ";
 
-/// A problem that stops the command before it can judge the policy (exit 2).
-struct UsageError(String);
+/// A problem that stops the command before it can judge the policy (exit 2): `usage_error` for bad
+/// arguments (the usage text follows the message), `io_error` for unreadable or unusable files.
+struct Failure {
+    message: String,
+    show_usage: bool,
+}
+
+fn usage_error(message: String) -> Failure {
+    Failure {
+        message,
+        show_usage: true,
+    }
+}
+
+fn io_error(message: String) -> Failure {
+    Failure {
+        message,
+        show_usage: false,
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,16 +70,21 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Some(other) => Err(UsageError(format!("unknown command {other:?}"))),
-        None => Err(UsageError("no command given".to_owned())),
+        Some(other) => Err(usage_error(format!("unknown command {other:?}"))),
+        None => Err(usage_error("no command given".to_owned())),
     };
     print!("{out}");
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
-        Err(UsageError(message)) => {
+        Err(Failure {
+            message,
+            show_usage,
+        }) => {
             eprintln!("cors-policy: {message}");
-            eprint!("{USAGE}");
+            if show_usage {
+                eprint!("{USAGE}");
+            }
             ExitCode::from(2)
         }
     }
@@ -93,9 +116,9 @@ fn is_yaml(path: &str) -> bool {
     matches!(ext.as_deref(), Some("yaml" | "yml"))
 }
 
-fn read_documents(path: &str) -> Result<Vec<Document>, UsageError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| UsageError(format!("cannot read {path}: {e}")))?;
+fn read_documents(path: &str) -> Result<Vec<Document>, Failure> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| io_error(format!("cannot read {path}: {e}")))?;
     if !is_yaml(path) {
         return Ok(vec![Document {
             label: path.to_owned(),
@@ -106,7 +129,7 @@ fn read_documents(path: &str) -> Result<Vec<Document>, UsageError> {
 }
 
 /// Every `WasmPlugin` in a (multi-document) YAML file, with its `spec.pluginConfig` as JSON.
-fn wasm_plugins(path: &str, text: &str) -> Result<Vec<Document>, UsageError> {
+fn wasm_plugins(path: &str, text: &str) -> Result<Vec<Document>, Failure> {
     let mut found = Vec::new();
     for (index, yaml) in serde_norway::Deserializer::from_str(text).enumerate() {
         let value = match Value::deserialize(yaml) {
@@ -144,7 +167,7 @@ fn wasm_plugins(path: &str, text: &str) -> Result<Vec<Document>, UsageError> {
         found.push(Document { label, source });
     }
     if found.is_empty() {
-        return Err(UsageError(format!(
+        return Err(io_error(format!(
             "{path}: no Istio WasmPlugin found (a .yaml/.yml file must hold `kind: WasmPlugin` with spec.pluginConfig; policy documents are .json)"
         )));
     }
@@ -194,9 +217,9 @@ fn load(document: &Document, out: &mut String) -> Option<Config> {
 // check
 // ------------------------------------------------------------------------------------------------
 
-fn check(args: &[String], out: &mut String) -> Result<bool, UsageError> {
+fn check(args: &[String], out: &mut String) -> Result<bool, Failure> {
     let [path] = args else {
-        return Err(UsageError("check takes exactly one FILE".to_owned()));
+        return Err(usage_error("check takes exactly one FILE".to_owned()));
     };
     let mut all_valid = true;
     for document in read_documents(path)? {
@@ -262,14 +285,14 @@ impl engine::RouteFacts for Facts {
     }
 }
 
-fn parse_explain(args: &[String]) -> Result<ExplainArgs, UsageError> {
+fn parse_explain(args: &[String]) -> Result<ExplainArgs, Failure> {
     let mut parsed = ExplainArgs::default();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let mut value = |name: &str| {
             iter.next()
                 .cloned()
-                .ok_or_else(|| UsageError(format!("{name} needs a value")))
+                .ok_or_else(|| usage_error(format!("{name} needs a value")))
         };
         match arg.as_str() {
             "--preflight" => parsed.preflight = true,
@@ -285,13 +308,13 @@ fn parse_explain(args: &[String]) -> Result<ExplainArgs, UsageError> {
             "--upstream-header" => {
                 let line = value(arg)?;
                 let Some((name, value)) = line.split_once(':') else {
-                    return Err(UsageError(format!(
+                    return Err(usage_error(format!(
                         "--upstream-header {line:?}: expected 'Name: value'"
                     )));
                 };
                 let name = name.trim();
                 if name.is_empty() {
-                    return Err(UsageError(format!(
+                    return Err(usage_error(format!(
                         "--upstream-header {line:?}: the header name is empty"
                     )));
                 }
@@ -301,43 +324,43 @@ fn parse_explain(args: &[String]) -> Result<ExplainArgs, UsageError> {
                     .push((name.to_ascii_lowercase(), value.trim().to_owned()));
             }
             flag if flag.starts_with("--") => {
-                return Err(UsageError(format!("unknown option {flag}")));
+                return Err(usage_error(format!("unknown option {flag}")));
             }
             file => {
                 if parsed.file.replace(file.to_owned()).is_some() {
-                    return Err(UsageError("explain takes exactly one FILE".to_owned()));
+                    return Err(usage_error("explain takes exactly one FILE".to_owned()));
                 }
             }
         }
     }
     if parsed.file.is_none() {
-        return Err(UsageError("explain needs a FILE".to_owned()));
+        return Err(usage_error("explain needs a FILE".to_owned()));
     }
     if parsed.preflight && parsed.origin.is_none() {
-        return Err(UsageError(
+        return Err(usage_error(
             "--preflight needs --origin (a preflight always carries an Origin)".to_owned(),
         ));
     }
     if !parsed.preflight && (!parsed.headers.is_empty() || parsed.private_network) {
-        return Err(UsageError(
+        return Err(usage_error(
             "--header and --private-network describe a preflight: add --preflight".to_owned(),
         ));
     }
     Ok(parsed)
 }
 
-fn explain(args: &[String], out: &mut String) -> Result<bool, UsageError> {
+fn explain(args: &[String], out: &mut String) -> Result<bool, Failure> {
     let mut args = parse_explain(args)?;
     let file = args.file.clone().unwrap_or_default();
     let mut documents = read_documents(&file)?;
     if documents.len() > 1 {
-        return Err(UsageError(format!(
+        return Err(usage_error(format!(
             "{file} holds {} WasmPlugins; explain needs exactly one",
             documents.len()
         )));
     }
     let Some(document) = documents.pop() else {
-        return Err(UsageError(format!("{file}: no policy document")));
+        return Err(usage_error(format!("{file}: no policy document")));
     };
     let Some(config) = load(&document, out) else {
         return Ok(false);
@@ -583,6 +606,9 @@ fn print_headers(out: &mut String, upstream: &[(&[u8], &[u8])], edits: &[HeaderE
             ""
         }
     );
+    if headers.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
     for (name, value) in &headers {
         let _ = writeln!(
             out,

@@ -1,0 +1,579 @@
+//! What ships under `envoy/` for operators (SPEC §6), checked the way an operator would use it.
+//!
+//! - The per-route Envoy examples run in the real Envoy (ports rewritten to 0) and give each route
+//!   the documented policy; `cors-policy explain` predicts exactly the same status and headers.
+//! - Every policy embedded in an Envoy YAML under `envoy/`, and every Istio `pluginConfig`, passes
+//!   the JSON Schema and the engine; the CLI's `check` accepts every `pluginConfig`.
+//! - The Istio `WasmPlugin` runs in phase AUTHN and its `route` rules name routes the
+//!   `VirtualService` defines (Istio route names: `http[].name` plus `.<match name>`).
+//! - `docker-compose config` accepts `envoy/docker-compose.yaml`, which runs `envoy/envoy.yaml`.
+//!
+//! `envoy --mode validate` of every Envoy config under `envoy/` (it runs the filter's
+//! `on_configure`, so a bad embedded policy fails it) is `e2e_envoy::shipped_envoy_configs_validate`.
+//! Needs `ENVOY_BIN` and `CORS_WASM` (`make test`); fails loudly without them.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize as _;
+use serde_json::Value;
+use support::*;
+
+const CLI: &str = env!("CARGO_BIN_EXE_cors-policy");
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Every YAML document of a file.
+fn yaml_documents(path: &Path) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(&read(path))
+        .map(|doc| {
+            Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: YAML: {e}", path.display()))
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The policy documents embedded in an Envoy config: every `envoy.filters.http.wasm` filter's
+/// `configuration.value`.
+fn embedded_policies(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if map.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm") {
+                if let Some(policy) = value
+                    .pointer("/typed_config/config/configuration/value")
+                    .and_then(Value::as_str)
+                {
+                    out.push(policy.to_owned());
+                }
+            }
+            map.values().for_each(|v| embedded_policies(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| embedded_policies(v, out)),
+        _ => {}
+    }
+}
+
+fn schema_validator() -> jsonschema::Validator {
+    let schema: Value =
+        serde_json::from_str(&read(&repo_root().join("schema/policy.schema.json"))).expect("JSON");
+    jsonschema::draft202012::new(&schema).expect("the schema compiles")
+}
+
+fn assert_policy_valid(validator: &jsonschema::Validator, what: &str, policy: &Value) {
+    let errors: Vec<String> = validator
+        .iter_errors(policy)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: schema: {errors:#?}");
+    let text = serde_json::to_string(policy).expect("serialise");
+    if let Err(rejected) = cors_proxy_wasm::policy::load(&text) {
+        panic!("{what}: engine: {:#?}", rejected.errors);
+    }
+}
+
+#[test]
+fn every_shipped_policy_passes_the_schema_and_the_engine() {
+    let validator = schema_validator();
+    let mut envoy_policies = 0;
+    let mut istio_policies = 0;
+    for path in yaml_files(&repo_root().join("envoy")) {
+        for doc in yaml_documents(&path) {
+            if doc.get("static_resources").is_some() {
+                let mut found = Vec::new();
+                embedded_policies(&doc, &mut found);
+                for text in found {
+                    let policy: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                        panic!("{}: embedded policy is not JSON: {e}", path.display())
+                    });
+                    assert_policy_valid(&validator, &path.display().to_string(), &policy);
+                    envoy_policies += 1;
+                }
+            }
+            if doc["kind"] == "WasmPlugin" {
+                assert_policy_valid(
+                    &validator,
+                    &path.display().to_string(),
+                    &doc["spec"]["pluginConfig"],
+                );
+                istio_policies += 1;
+            }
+        }
+    }
+    // envoy.yaml, per-route/route-metadata.yaml, per-route/route-rules.yaml; istio/wasmplugin.yaml.
+    assert!(envoy_policies >= 3, "found {envoy_policies} Envoy policies");
+    assert!(istio_policies >= 1, "found {istio_policies} WasmPlugins");
+}
+
+#[test]
+fn cli_check_accepts_every_istio_plugin_config() {
+    let mut checked = Vec::new();
+    for path in yaml_files(&repo_root().join("envoy/istio")) {
+        if !yaml_documents(&path)
+            .iter()
+            .any(|d| d["kind"] == "WasmPlugin")
+        {
+            continue;
+        }
+        let relative = path
+            .strip_prefix(repo_root())
+            .expect("under the repo")
+            .to_path_buf();
+        let out = Command::new(CLI)
+            .current_dir(repo_root())
+            .arg("check")
+            .arg(&relative)
+            .output()
+            .expect("run cors-policy");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "cors-policy check {}:\n{stdout}{}",
+            relative.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked.push(stdout.into_owned());
+    }
+    assert_eq!(
+        checked,
+        ["OK: envoy/istio/wasmplugin.yaml: WasmPlugin istio-system/cors: 3 policies (default, partner, public), 4 rules\n"]
+    );
+}
+
+/// Istio's Envoy route names for a VirtualService: `http[].name`, and `http[].name.<match name>`
+/// for each named match.
+fn istio_route_names(virtual_service: &Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for http in virtual_service["spec"]["http"]
+        .as_array()
+        .expect("spec.http")
+    {
+        let Some(name) = http["name"].as_str() else {
+            continue;
+        };
+        let matches = http["match"].as_array().cloned().unwrap_or_default();
+        if matches.is_empty() || matches.iter().any(|m| m["name"].is_null()) {
+            names.insert(name.to_owned());
+        }
+        for m in &matches {
+            if let Some(match_name) = m["name"].as_str() {
+                names.insert(format!("{name}.{match_name}"));
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn istio_wasmplugin_runs_in_authn_and_names_virtualservice_routes() {
+    let dir = repo_root().join("envoy/istio");
+    let plugin = yaml_documents(&dir.join("wasmplugin.yaml"))
+        .into_iter()
+        .find(|d| d["kind"] == "WasmPlugin")
+        .expect("a WasmPlugin");
+    let service = yaml_documents(&dir.join("virtualservice.yaml"))
+        .into_iter()
+        .find(|d| d["kind"] == "VirtualService")
+        .expect("a VirtualService");
+    assert_eq!(plugin["apiVersion"], "extensions.istio.io/v1alpha1");
+    assert_eq!(plugin["spec"]["phase"], "AUTHN");
+    assert_eq!(plugin["spec"]["type"], "HTTP");
+    assert!(
+        plugin["spec"]["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("oci://")),
+        "url: {}",
+        plugin["spec"]["url"]
+    );
+    let routes = istio_route_names(&service);
+    assert_eq!(
+        routes.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["assets", "internal", "partner-api", "partner-api.v1", "web"]
+    );
+    let named: Vec<&str> = plugin["spec"]["pluginConfig"]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["match"]["route"].as_str())
+        .collect();
+    assert_eq!(
+        named,
+        ["partner-api.v1", "partner-api", "assets", "internal"]
+    );
+    for name in named {
+        assert!(
+            routes.contains(name),
+            "rule names route {name:?}, not in {routes:?}"
+        );
+    }
+}
+
+#[test]
+fn docker_compose_config_runs_the_tested_envoy_yaml() {
+    let out = Command::new("docker-compose")
+        .current_dir(repo_root())
+        .args(["-f", "envoy/docker-compose.yaml", "config"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "docker-compose is not installed ({e}): this test checks envoy/docker-compose.yaml \
+                 with `docker-compose config`; install it (Debian: apt-get install docker-compose)"
+            )
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "docker-compose config failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: Value = serde_norway::from_str(&stdout).expect("compose config is YAML");
+    let envoy = &config["services"]["envoy"];
+    assert!(
+        envoy["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("envoyproxy/envoy:v1.40")),
+        "{envoy}"
+    );
+    let root = repo_root();
+    let volumes: Vec<String> = envoy["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .map(|v| v.as_str().expect("short volume syntax").to_owned())
+        .collect();
+    assert_eq!(
+        volumes,
+        [
+            format!(
+                "{}:/cors/envoy/envoy.yaml:ro",
+                root.join("envoy/envoy.yaml").display()
+            ),
+            format!(
+                "{}:/cors/dist/cors_proxy_wasm.wasm:ro",
+                root.join("dist/cors_proxy_wasm.wasm").display()
+            ),
+            format!(
+                "{}:/cors/examples/demo.html:ro",
+                root.join("examples/demo.html").display()
+            ),
+        ]
+    );
+    assert_eq!(envoy["working_dir"], "/cors");
+    assert_eq!(envoy["command"][2], "/cors/envoy/envoy.yaml");
+}
+
+// ------------------------------------------------------------------------------------------------
+// Per-route examples in the real Envoy, against `cors-policy explain`
+// ------------------------------------------------------------------------------------------------
+
+/// One request to a per-route example, the route facts `explain` needs, and the exact status and
+/// CORS headers (`access-control-*`, `vary`, `cors-deny-reason`) expected.
+struct Case {
+    req: Req,
+    /// `explain` arguments describing the route (as Envoy sees it).
+    facts: &'static [&'static str],
+    status: u16,
+    headers: &'static [(&'static str, &'static str)],
+}
+
+const PREFLIGHT_VARY: &str =
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+
+fn cors_view(r: &Response) -> Vec<(String, String)> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| n.starts_with("access-control-") || n == "vary" || n == "cors-deny-reason")
+        .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect()
+}
+
+/// `cors-policy explain` for this request: (status, CORS headers) it predicts.
+fn explain(policy_file: &Path, case: &Case) -> (Option<u16>, Vec<(String, String)>) {
+    let req = &case.req;
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let mut cmd = Command::new(CLI);
+    cmd.arg("explain").arg(policy_file);
+    if let Some(origin) = header("origin") {
+        cmd.args(["--origin", &origin]);
+    }
+    let preflight = req.method == "OPTIONS" && header("access-control-request-method").is_some();
+    if preflight {
+        cmd.arg("--preflight");
+        cmd.args([
+            "--method",
+            &header("access-control-request-method").unwrap_or_default(),
+        ]);
+        if let Some(acrh) = header("access-control-request-headers") {
+            for name in acrh.split(',') {
+                cmd.args(["--header", name.trim()]);
+            }
+        }
+    } else {
+        cmd.args(["--method", &req.method]);
+    }
+    cmd.args(["--host", &req.host, "--path", &req.path]);
+    cmd.args(case.facts);
+    let out = cmd.output().expect("run cors-policy explain");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "explain: {stdout}");
+    let mut status = None;
+    let mut headers = Vec::new();
+    let mut in_headers = false;
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("response: ") {
+            status = rest.split(' ').next().and_then(|s| s.parse().ok());
+            in_headers = status.is_some();
+        } else if line.starts_with("response headers") {
+            in_headers = true;
+        } else if let Some(header) = line.strip_prefix("  ").filter(|_| in_headers) {
+            if let Some((name, value)) = header.split_once(": ") {
+                if name.starts_with("access-control-")
+                    || name == "vary"
+                    || name == "cors-deny-reason"
+                {
+                    headers.push((name.to_owned(), value.to_owned()));
+                }
+            }
+        } else {
+            in_headers = false;
+        }
+    }
+    (status, headers)
+}
+
+fn run_per_route_example(file: &str, cases: &[Case]) {
+    // Envoy needs the built filter where the example names it (dist/, relative to the repo root).
+    let _ = envoy_bin();
+    let _ = cors_wasm();
+    let dist = repo_root().join("dist/cors_proxy_wasm.wasm");
+    assert!(
+        dist.is_file(),
+        "{} is missing: run `make build`",
+        dist.display()
+    );
+
+    let text = read(&repo_root().join(file));
+    assert!(text.contains("port_value: 10000") && text.contains("port_value: 9901"));
+    let dir = scratch_dir("per-route");
+    let config = dir.join("envoy.yaml");
+    std::fs::write(
+        &config,
+        text.replace("port_value: 10000", "port_value: 0")
+            .replace("port_value: 9901", "port_value: 0"),
+    )
+    .expect("write config");
+    let mut policies = Vec::new();
+    for doc in yaml_documents(&repo_root().join(file)) {
+        embedded_policies(&doc, &mut policies);
+    }
+    let [policy] = policies.as_slice() else {
+        panic!(
+            "{file}: expected one embedded policy, found {}",
+            policies.len()
+        );
+    };
+    let policy_file = dir.join("policy.json");
+    std::fs::write(&policy_file, policy).expect("write policy");
+
+    let envoy = Envoy::start_config(&config, &dir, None);
+    let port = envoy.listeners["cors"];
+    for case in cases {
+        let what = format!(
+            "{file}: {} {} (host {})",
+            case.req.method, case.req.path, case.req.host
+        );
+        let response = case.req.send(port);
+        let expected: Vec<(String, String)> = case
+            .headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(response.status, case.status, "{what}: status\n{response}");
+        assert_eq!(
+            cors_view(&response),
+            expected,
+            "{what}: headers\n{response}"
+        );
+        let (status, headers) = explain(&policy_file, case);
+        // A preflight gets a local reply whose status explain prints; an actual request keeps
+        // the upstream's status ("response: forwarded upstream ...").
+        let local_reply = case.req.method == "OPTIONS";
+        assert_eq!(
+            status,
+            local_reply.then_some(case.status),
+            "{what}: explain status"
+        );
+        assert_eq!(headers, expected, "{what}: explain headers");
+    }
+}
+
+#[test]
+fn per_route_example_route_metadata() {
+    run_per_route_example(
+        "envoy/per-route/route-metadata.yaml",
+        &[
+            Case {
+                req: Req::preflight("/partner/orders", "https://shop.partner.example", "PUT"),
+                facts: &["--route", "partner-api", "--metadata-policy", "partner"],
+                status: 204,
+                headers: &[
+                    (
+                        "access-control-allow-origin",
+                        "https://shop.partner.example",
+                    ),
+                    ("access-control-allow-credentials", "true"),
+                    ("access-control-allow-methods", "GET, PUT"),
+                    ("vary", PREFLIGHT_VARY),
+                ],
+            },
+            Case {
+                req: Req::preflight("/partner/orders", "https://evil.example", "PUT"),
+                facts: &["--route", "partner-api", "--metadata-policy", "partner"],
+                status: 403,
+                headers: &[("vary", PREFLIGHT_VARY), ("cors-deny-reason", "origin")],
+            },
+            Case {
+                req: Req::get("/assets/logo.svg").origin("https://anyone.example"),
+                facts: &["--route", "assets", "--metadata-policy", "public"],
+                status: 200,
+                headers: &[("access-control-allow-origin", "*")],
+            },
+            Case {
+                req: Req::get("/healthz").origin("https://app.example.com"),
+                facts: &["--route", "health", "--metadata-policy", "off"],
+                status: 200,
+                headers: &[],
+            },
+            Case {
+                req: Req::get("/api/items").origin("https://app.example.com"),
+                facts: &["--route", "api"],
+                status: 200,
+                headers: &[
+                    ("access-control-allow-origin", "https://app.example.com"),
+                    ("access-control-allow-credentials", "true"),
+                    ("vary", "Origin"),
+                ],
+            },
+            Case {
+                req: Req::preflight("/api/items", "https://app.example.com", "DELETE")
+                    .acrh("Content-Type"),
+                facts: &["--route", "api"],
+                status: 204,
+                headers: &[
+                    ("access-control-allow-origin", "https://app.example.com"),
+                    ("access-control-allow-credentials", "true"),
+                    ("access-control-allow-methods", "GET, PUT, DELETE"),
+                    ("access-control-allow-headers", "content-type"),
+                    ("access-control-max-age", "600"),
+                    ("vary", PREFLIGHT_VARY),
+                ],
+            },
+        ],
+    );
+}
+
+#[test]
+fn per_route_example_route_rules() {
+    run_per_route_example(
+        "envoy/per-route/route-rules.yaml",
+        &[
+            Case {
+                req: Req::get("/v1/orders")
+                    .host("api.example.com")
+                    .origin("https://shop.partner.example"),
+                facts: &["--route", "partner-api", "--vhost", "api"],
+                status: 200,
+                headers: &[
+                    (
+                        "access-control-allow-origin",
+                        "https://shop.partner.example",
+                    ),
+                    ("access-control-allow-credentials", "true"),
+                    ("vary", "Origin"),
+                ],
+            },
+            Case {
+                req: Req::preflight("/v1/orders", "https://shop.partner.example", "POST")
+                    .host("api.example.com")
+                    .acrh("authorization, content-type"),
+                facts: &["--route", "partner-api", "--vhost", "api"],
+                status: 204,
+                headers: &[
+                    (
+                        "access-control-allow-origin",
+                        "https://shop.partner.example",
+                    ),
+                    ("access-control-allow-credentials", "true"),
+                    ("access-control-allow-methods", "GET, POST, PUT"),
+                    (
+                        "access-control-allow-headers",
+                        "content-type, authorization",
+                    ),
+                    ("access-control-max-age", "600"),
+                    ("vary", PREFLIGHT_VARY),
+                ],
+            },
+            Case {
+                req: Req::get("/logo.svg")
+                    .host("static.example.com")
+                    .origin("https://anyone.example"),
+                facts: &["--route", "static-files", "--vhost", "static"],
+                status: 200,
+                headers: &[("access-control-allow-origin", "*")],
+            },
+            Case {
+                req: Req::get("/internal/metrics")
+                    .host("admin.corp.example")
+                    .origin("https://app.example.com"),
+                facts: &["--route", "internal", "--vhost", "api"],
+                status: 200,
+                headers: &[],
+            },
+            Case {
+                req: Req::get("/internal/metrics")
+                    .host("www.example.com")
+                    .origin("https://app.example.com"),
+                facts: &["--route", "internal", "--vhost", "api"],
+                status: 200,
+                headers: &[
+                    ("access-control-allow-origin", "https://app.example.com"),
+                    ("vary", "Origin"),
+                ],
+            },
+            Case {
+                req: Req::preflight("/", "https://shop.partner.example", "GET")
+                    .host("www.example.com"),
+                facts: &["--route", "web", "--vhost", "api"],
+                status: 403,
+                headers: &[("vary", PREFLIGHT_VARY)],
+            },
+        ],
+    );
+}
