@@ -1,0 +1,603 @@
+//! The `cors-policy` binary: exact output and exit status of `check` and `explain`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CLI: &str = env!("CARGO_BIN_EXE_cors-policy");
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the CLI from the repository root (paths in the output are as given).
+fn run(args: &[&str]) -> Run {
+    let out = Command::new(CLI)
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("run cors-policy");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A scratch file for this test process.
+fn scratch(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cors-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write scratch file");
+    path
+}
+
+fn lines(text: &[&str]) -> String {
+    text.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[track_caller]
+fn assert_run(run: &Run, code: i32, stdout: &[&str]) {
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(code), lines(stdout).as_str()),
+        "stderr: {}",
+        run.stderr
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// check
+// ------------------------------------------------------------------------------------------------
+
+#[test]
+fn check_valid_documents() {
+    assert_run(
+        &run(&["check", "examples/policy.json"]),
+        0,
+        &["OK: examples/policy.json: 2 policies (default, public), 0 rules"],
+    );
+    assert_run(
+        &run(&["check", "examples/policies/valid/full-form.json"]),
+        0,
+        &["OK: examples/policies/valid/full-form.json: 3 policies (default, partner, public), 3 rules"],
+    );
+    assert_run(
+        &run(&["check", "examples/policies/valid/short-form.json"]),
+        0,
+        &["OK: examples/policies/valid/short-form.json: 1 policy (default), 0 rules"],
+    );
+}
+
+#[test]
+fn check_prints_warnings_and_still_succeeds() {
+    assert_run(
+        &run(&["check", "examples/policies/valid/regex-warning.json"]),
+        0,
+        &[
+            r#"warning: allow_origin_regexes[0]: "https://[a-z]+.example.com": unescaped '.' between two letters or digits matches any character; write \. for a literal dot"#,
+            "OK: examples/policies/valid/regex-warning.json: 1 policy (default), 0 rules",
+        ],
+    );
+}
+
+/// Every known-bad example: its `.errors` lines, then the summary, exit 1.
+#[test]
+fn check_invalid_examples_prints_every_error_with_its_path() {
+    let dir = root().join("examples/policies/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("read examples/policies/invalid")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 14, "{files:?}");
+    for path in files {
+        let relative = path.strip_prefix(root()).expect("under root");
+        let relative = relative.to_str().expect("utf-8 path");
+        let errors = std::fs::read_to_string(path.with_extension("errors")).expect(".errors");
+        let count = errors.lines().count();
+        let expected = format!(
+            "{errors}FAILED: {relative}: {count} error{}\n",
+            if count == 1 { "" } else { "s" }
+        );
+        let run = run(&["check", relative]);
+        assert_eq!(
+            (run.code, run.stdout.as_str()),
+            (Some(1), expected.as_str()),
+            "{relative}"
+        );
+    }
+}
+
+#[test]
+fn check_the_known_example_errors_exactly() {
+    assert_run(
+        &run(&["check", "examples/policies/invalid/wildcard-tld.json"]),
+        1,
+        &[
+            r#"policies.partner.allow_origins[1]: "https://*.com": a wildcard must leave at least two labels"#,
+            "FAILED: examples/policies/invalid/wildcard-tld.json: 1 error",
+        ],
+    );
+}
+
+const WASMPLUGIN_FLOATS: &str = r#"# Istio may hand numbers over as floats
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata:
+  name: cors
+  namespace: shop
+spec:
+  url: oci://registry.example.com/cors:1
+  phase: AUTHN
+  pluginConfig:
+    default:
+      allow_origins: ["https://app.example.com"]
+      max_age: 600.0
+      preflight_status: 204.0
+    rules:
+    - match: { route: "web" }
+      policy: null
+"#;
+
+#[test]
+fn check_reads_the_plugin_config_of_an_istio_wasmplugin() {
+    let path = scratch("floats.yaml", WASMPLUGIN_FLOATS);
+    let run = run(&["check", path.to_str().expect("path")]);
+    assert_run(
+        &run,
+        0,
+        &[&format!(
+            "OK: {}: WasmPlugin shop/cors: 1 policy (default), 1 rule",
+            path.display()
+        )],
+    );
+}
+
+#[test]
+fn check_reports_each_wasmplugin_of_a_multi_document_yaml() {
+    let text = format!(
+        "{WASMPLUGIN_FLOATS}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{ name: web }}\nspec: {{ hosts: [a] }}\n---\n{}\n---\n{}",
+        "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: { name: broken }\nspec:\n  pluginConfig:\n    allow_origins: [\"https://*.com\", \"https://ok.example.com\"]\n    allow_methods: [TRACE]\n    max_age: 600.5\n",
+        "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: { name: empty, namespace: shop }\nspec:\n  url: oci://x/y:1\n",
+    );
+    let path = scratch("multi.yaml", &text);
+    let p = path.display();
+    assert_run(
+        &run(&["check", path.to_str().expect("path")]),
+        1,
+        &[
+            &format!("OK: {p}: WasmPlugin shop/cors: 1 policy (default), 1 rule"),
+            r#"allow_origins[0]: "https://*.com": a wildcard must leave at least two labels"#,
+            r#"allow_methods[0]: "TRACE": CONNECT, TRACE and TRACK can never be allowed"#,
+            "max_age: expected an integer, got 600.5",
+            &format!("FAILED: {p}: WasmPlugin broken: 3 errors"),
+            "spec.pluginConfig: missing: the filter needs its policy document here",
+            &format!("FAILED: {p}: WasmPlugin shop/empty: 1 error"),
+        ],
+    );
+}
+
+#[test]
+fn check_usage_and_io_errors_exit_2() {
+    let missing = run(&["check", "examples/policies/does-not-exist.json"]);
+    assert_eq!(missing.code, Some(2));
+    assert_eq!(missing.stdout, "");
+    assert!(
+        missing
+            .stderr
+            .starts_with("cors-policy: cannot read examples/policies/does-not-exist.json: "),
+        "{}",
+        missing.stderr
+    );
+
+    let no_plugin = run(&["check", "envoy/istio/virtualservice.yaml"]);
+    assert_eq!(no_plugin.code, Some(2));
+    assert_eq!(
+        no_plugin.stderr,
+        "cors-policy: envoy/istio/virtualservice.yaml: no Istio WasmPlugin found (a .yaml/.yml file must hold `kind: WasmPlugin` with spec.pluginConfig; policy documents are .json)\n"
+    );
+
+    for args in [
+        &[][..],
+        &["check"][..],
+        &["check", "a", "b"][..],
+        &["frobnicate"][..],
+    ] {
+        let r = run(args);
+        assert_eq!(r.code, Some(2), "{args:?}");
+        assert_eq!(r.stdout, "", "{args:?}");
+        assert!(r.stderr.contains("\nusage:\n"), "{args:?}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn check_broken_yaml_is_an_error_with_a_path() {
+    let path = scratch("broken.yaml", "kind: WasmPlugin\nspec: [unclosed\n");
+    let r = run(&["check", path.to_str().expect("path")]);
+    assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+    let out: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(out.len(), 2, "{}", r.stdout);
+    assert!(out[0].starts_with("$: invalid YAML: "), "{}", out[0]);
+    assert_eq!(
+        out[1],
+        format!("FAILED: {} (YAML document 1): 1 error", path.display())
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// explain
+// ------------------------------------------------------------------------------------------------
+
+const VARY3: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+
+#[test]
+fn explain_allowed_preflight() {
+    let r = run(&[
+        "explain",
+        "examples/policy.json",
+        "--origin",
+        "http://127.0.0.1:10001",
+        "--preflight",
+        "--method",
+        "PUT",
+        "--header",
+        "Content-Type",
+        "--header",
+        "x-requested-with",
+    ]);
+    assert_run(
+        &r,
+        0,
+        &[
+            "policy: default (no route metadata, no rule matched: the default)",
+            "mode: enforce",
+            "request: OPTIONS (preflight), origin: http://127.0.0.1:10001, access-control-request-method: PUT, access-control-request-headers: Content-Type, x-requested-with",
+            r#"decision: cors: policy=default preflight origin="http://127.0.0.1:10001" allowed"#,
+            "counter: cors.default.preflight_allowed",
+            "response: 204 local reply, empty body (not forwarded upstream)",
+            "  access-control-allow-origin: http://127.0.0.1:10001",
+            "  access-control-allow-credentials: true",
+            "  access-control-allow-methods: GET, PUT, DELETE, POST",
+            "  access-control-allow-headers: content-type, x-requested-with",
+            "  access-control-max-age: 600",
+            &format!("  vary: {VARY3}"),
+        ],
+    );
+}
+
+#[test]
+fn explain_denied_preflight_says_why_and_how_to_see_it() {
+    assert_run(
+        &run(&[
+            "explain",
+            "examples/policy.json",
+            "--origin",
+            "http://127.0.0.1:10001",
+            "--preflight",
+            "--method",
+            "PATCH",
+        ]),
+        0,
+        &[
+            "policy: default (no route metadata, no rule matched: the default)",
+            "mode: enforce",
+            "request: OPTIONS (preflight), origin: http://127.0.0.1:10001, access-control-request-method: PATCH",
+            r#"decision: cors: policy=default preflight origin="http://127.0.0.1:10001" denied (method)"#,
+            "counter: cors.default.preflight_denied.method",
+            "response: 403 local reply, empty body (not forwarded upstream)",
+            &format!("  vary: {VARY3}"),
+            r#"note: set "debug": true on policy default to get cors-deny-reason on denied preflights"#,
+        ],
+    );
+}
+
+#[test]
+fn explain_actual_request_edits_the_upstream_headers() {
+    assert_run(
+        &run(&[
+            "explain",
+            "examples/policy.json",
+            "--origin",
+            "http://localhost:10001",
+            "--method",
+            "DELETE",
+            "--upstream-header",
+            "Content-Type: application/json",
+            "--upstream-header",
+            "Access-Control-Allow-Origin: *",
+            "--upstream-header",
+            "Access-Control-Max-Age: 5",
+            "--upstream-header",
+            "Vary: Accept-Encoding",
+        ]),
+        0,
+        &[
+            "policy: default (no route metadata, no rule matched: the default)",
+            "mode: enforce",
+            "request: DELETE, origin: http://localhost:10001",
+            r#"decision: cors: policy=default actual origin="http://localhost:10001" allowed"#,
+            "counter: cors.default.actual_allowed",
+            "response: forwarded upstream; the upstream's status, with 6 header edits",
+            "  remove access-control-allow-origin",
+            "  remove access-control-max-age",
+            "  set access-control-allow-origin: http://localhost:10001",
+            "  set access-control-allow-credentials: true",
+            "  set access-control-expose-headers: x-exposed",
+            "  set vary: Accept-Encoding, Origin",
+            "response headers:",
+            "  content-type: application/json",
+            "  vary: Accept-Encoding, Origin",
+            "  access-control-allow-origin: http://localhost:10001",
+            "  access-control-allow-credentials: true",
+            "  access-control-expose-headers: x-exposed",
+        ],
+    );
+}
+
+#[test]
+fn explain_disallowed_origin_on_an_actual_request() {
+    assert_run(
+        &run(&[
+            "explain",
+            "examples/policy.json",
+            "--origin",
+            "https://evil.example",
+        ]),
+        0,
+        &[
+            "policy: default (no route metadata, no rule matched: the default)",
+            "mode: enforce",
+            "request: GET, origin: https://evil.example",
+            r#"decision: cors: policy=default actual origin="https://evil.example" denied (origin)"#,
+            "counter: cors.default.actual_denied",
+            "response: forwarded upstream; the upstream's status, with 1 header edit",
+            "  set vary: Origin",
+            "response headers (no --upstream-header given):",
+            "  vary: Origin",
+        ],
+    );
+}
+
+#[test]
+fn explain_names_the_rule_or_metadata_that_chose_the_policy() {
+    let full = "examples/policies/valid/full-form.json";
+    let first_line = |args: &[&str]| {
+        let mut all = vec!["explain", full, "--origin", "https://a.partner.example"];
+        all.extend_from_slice(args);
+        let r = run(&all);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        r.stdout.lines().next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(
+        first_line(&["--route", "partner-api"]),
+        r#"policy: partner (rules[0] {route="partner-api"} matched)"#
+    );
+    assert_eq!(
+        first_line(&["--host", "static.example.com:8443"]),
+        r#"policy: public (rules[1] {host="static.example.com"} matched)"#
+    );
+    assert_eq!(
+        first_line(&["--host", "a.b.example.com", "--path", "/internal/x"]),
+        r#"policy: none, no CORS handling (rules[2] {host="*.example.com", path_prefix="/internal/"} matched)"#
+    );
+    assert_eq!(
+        first_line(&["--host", "example.com", "--path", "/internal/x"]),
+        "policy: default (no route metadata, no rule matched: the default)"
+    );
+    assert_eq!(
+        first_line(&["--route", "partner-api", "--metadata-policy", "public"]),
+        r#"policy: public (route metadata filter_metadata.cors.policy = "public")"#
+    );
+    assert_eq!(
+        first_line(&["--metadata-policy", "off"]),
+        r#"policy: none, no CORS handling (route metadata filter_metadata.cors.policy = "off")"#
+    );
+    assert_eq!(
+        first_line(&["--metadata-policy", "nope"]),
+        r#"policy: unknown "nope", failing closed (route metadata filter_metadata.cors.policy = "nope"; no such policy)"#
+    );
+}
+
+#[test]
+fn explain_unknown_policy_fails_closed() {
+    assert_run(
+        &run(&[
+            "explain",
+            "examples/policy.json",
+            "--metadata-policy",
+            "partner",
+            "--origin",
+            "http://127.0.0.1:10001",
+            "--preflight",
+        ]),
+        0,
+        &[
+            r#"policy: unknown "partner", failing closed (route metadata filter_metadata.cors.policy = "partner"; no such policy)"#,
+            "request: OPTIONS (preflight), origin: http://127.0.0.1:10001, access-control-request-method: GET",
+            r#"decision: cors: policy=- preflight origin="http://127.0.0.1:10001" denied (unknown policy)"#,
+            "counter: cors.unknown_policy",
+            "response: 403 local reply, empty body (not forwarded upstream)",
+            &format!("  vary: {VARY3}"),
+            "note: the route names a policy that does not exist",
+        ],
+    );
+}
+
+#[test]
+fn explain_report_mode_changes_nothing() {
+    assert_run(
+        &run(&[
+            "explain",
+            "examples/policies/valid/report-mode.json",
+            "--origin",
+            "https://other.example",
+            "--preflight",
+            "--method",
+            "DELETE",
+        ]),
+        0,
+        &[
+            "policy: default (no route metadata, no rule matched: the default)",
+            "mode: report (decide and count, change nothing)",
+            "request: OPTIONS (preflight), origin: https://other.example, access-control-request-method: DELETE",
+            r#"decision: cors: policy=default preflight origin="https://other.example" denied (origin)"#,
+            "counter: cors.default.preflight_denied.origin",
+            "response: forwarded upstream, left untouched (mode report: the decision is only counted and logged)",
+            "response headers (no --upstream-header given):",
+            "  (none)",
+        ],
+    );
+}
+
+#[test]
+fn explain_forwarded_denied_preflight() {
+    let path = scratch(
+        "forward.json",
+        r#"{"allow_origins": ["https://app.example.com"], "unmatched_preflights": "forward"}"#,
+    );
+    assert_run(
+        &run(&[
+            "explain",
+            path.to_str().expect("path"),
+            "--origin",
+            "https://app.example.com",
+            "--preflight",
+            "--method",
+            "PUT",
+            "--upstream-header",
+            "allow: GET, PUT",
+        ]),
+        0,
+        &[
+            "policy: default (no route metadata, no rule matched: the default)",
+            "mode: enforce",
+            "request: OPTIONS (preflight), origin: https://app.example.com, access-control-request-method: PUT",
+            r#"decision: cors: policy=default preflight origin="https://app.example.com" denied (method)"#,
+            "counter: cors.default.preflight_denied.method",
+            "response: forwarded upstream (unmatched_preflights: forward; the upstream answers the preflight); the upstream's status, with 1 header edit",
+            "  set vary: Origin",
+            "response headers:",
+            "  allow: GET, PUT",
+            "  vary: Origin",
+            "note: the preflight was denied; with unmatched_preflights: reject it would get a local 403",
+        ],
+    );
+}
+
+#[test]
+fn explain_an_istio_wasmplugin_by_route_name() {
+    assert_run(
+        &run(&[
+            "explain",
+            "envoy/istio/wasmplugin.yaml",
+            "--route",
+            "partner-api.v1",
+            "--origin",
+            "https://shop.partner.example",
+            "--preflight",
+            "--method",
+            "PUT",
+            "--header",
+            "authorization",
+            "--private-network",
+        ]),
+        0,
+        &[
+            r#"policy: partner (rules[0] {route="partner-api.v1"} matched)"#,
+            "mode: enforce",
+            "request: OPTIONS (preflight), origin: https://shop.partner.example, access-control-request-method: PUT, access-control-request-headers: authorization, access-control-request-private-network: true",
+            r#"decision: cors: policy=partner preflight origin="https://shop.partner.example" denied (private-network)"#,
+            "counter: cors.partner.preflight_denied.private_network",
+            "response: 403 local reply, empty body (not forwarded upstream)",
+            &format!("  vary: {VARY3}"),
+            "  cors-deny-reason: private-network",
+        ],
+    );
+}
+
+#[test]
+fn explain_invalid_document_prints_its_errors() {
+    assert_run(
+        &run(&[
+            "explain",
+            "examples/policies/invalid/out-of-range.json",
+            "--origin",
+            "https://a.example",
+        ]),
+        1,
+        &[
+            "max_age: 100000 is out of range 0..=86400",
+            "preflight_status: 403 is out of range 200..=299",
+            "FAILED: examples/policies/invalid/out-of-range.json: 2 errors",
+        ],
+    );
+}
+
+#[test]
+fn explain_usage_errors_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["explain"], "cors-policy: explain needs a FILE\n"),
+        (
+            &["explain", "examples/policy.json", "--preflight"],
+            "cors-policy: --preflight needs --origin (a preflight always carries an Origin)\n",
+        ),
+        (
+            &[
+                "explain",
+                "examples/policy.json",
+                "--origin",
+                "https://a.example",
+                "--header",
+                "x",
+            ],
+            "cors-policy: --header and --private-network describe a preflight: add --preflight\n",
+        ),
+        (
+            &["explain", "examples/policy.json", "--origin"],
+            "cors-policy: --origin needs a value\n",
+        ),
+        (
+            &[
+                "explain",
+                "examples/policy.json",
+                "--upstream-header",
+                "novalue",
+            ],
+            "cors-policy: --upstream-header \"novalue\": expected 'Name: value'\n",
+        ),
+        (
+            &["explain", "examples/policy.json", "--colour"],
+            "cors-policy: unknown option --colour\n",
+        ),
+    ];
+    for (args, first_line) in cases {
+        let r = run(args);
+        assert_eq!(r.code, Some(2), "{args:?}");
+        assert_eq!(r.stdout, "", "{args:?}");
+        assert!(
+            r.stderr.starts_with(first_line) && r.stderr.contains("\nusage:\n"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn help_prints_usage_and_succeeds() {
+    let r = run(&["--help"]);
+    assert_eq!(r.code, Some(0));
+    assert!(
+        r.stdout.starts_with("usage:\n  cors-policy check FILE\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(Path::new(CLI).is_file());
+}
