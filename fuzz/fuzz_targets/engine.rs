@@ -60,6 +60,8 @@ impl<'a> Parsed<'a> {
         };
         for line in lines {
             let (target, line) = match line.strip_prefix(b"<") {
+                // Envoy's header maps never hold CR, LF or NUL in a value.
+                Some(rest) if rest.iter().any(|&b| b == b'\r' || b == 0) => continue,
                 Some(rest) => (&mut parsed.response, rest),
                 None => (&mut parsed.request, line),
             };

@@ -446,6 +446,8 @@ pub struct EnvoyBuilder {
     vhosts: Vec<VHost>,
     extra_filters: Vec<Value>,
     wasm: Option<bool>,
+    /// Extra fields of the HTTP connection manager config (e.g. `max_request_headers_kb`).
+    hcm_options: Vec<(String, Value)>,
 }
 
 impl EnvoyBuilder {
@@ -456,7 +458,15 @@ impl EnvoyBuilder {
             vhosts: Vec::new(),
             extra_filters: Vec::new(),
             wasm: None,
+            hcm_options: Vec::new(),
         }
+    }
+
+    /// Sets a field of the HTTP connection manager config, e.g.
+    /// `.hcm_option("max_request_headers_kb", json!(256))`.
+    pub fn hcm_option(mut self, key: &str, value: Value) -> Self {
+        self.hcm_options.push((key.to_string(), value));
+        self
     }
 
     /// Adds a route to the `main` virtual host (before the catch-all).
@@ -537,18 +547,22 @@ impl EnvoyBuilder {
             "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
         }));
 
+        let mut hcm = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "ingress",
+            "delayed_close_timeout": "0s",
+            "route_config": { "name": "local", "virtual_hosts": vhosts },
+            "http_filters": filters
+        });
+        for (key, value) in &self.hcm_options {
+            hcm[key.as_str()] = value.clone();
+        }
         json!({
             "name": "main",
             "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } },
             "filter_chains": [{ "filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": "ingress",
-                    "delayed_close_timeout": "0s",
-                    "route_config": { "name": "local", "virtual_hosts": vhosts },
-                    "http_filters": filters
-                }
+                "typed_config": hcm
             }] }]
         })
     }
@@ -1104,15 +1118,21 @@ impl Req {
     }
 
     pub fn try_send(&self, port: u16) -> Result<Response, String> {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
-        s.write_all(&self.to_bytes()).map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)
-            .map_err(|e| format!("reading response: {e}"))?;
-        Response::parse(&raw, self.method == "HEAD")
+        send_raw(port, &self.to_bytes(), self.method == "HEAD")
     }
+}
+
+/// Sends these exact bytes (a whole request, e.g. with a non-UTF-8 request line or `Host`) on a
+/// fresh connection to 127.0.0.1:port and reads the response until the server closes.
+pub fn send_raw(port: u16, request: &[u8], head_request: bool) -> Result<Response, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(request).map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("reading response: {e}"))?;
+    Response::parse(&raw, head_request)
 }
 
 /// A parsed response: header names lower-cased, values as raw bytes, in order.
