@@ -567,14 +567,14 @@ fn chromium_runs_the_demo_page_against_envoy() {
     let mut problems = check_column(allowed, "this origin", true);
     problems.extend(check_column(allowed, "origin null", false));
     problems.extend(check_column(disallowed, "this origin", false));
-    let n = expected_outcomes().len();
-    assert_eq!(allowed["passed"], json!(2 * n), "{allowed:#}");
-    assert_eq!(disallowed["passed"], json!(n), "{disallowed:#}");
     assert!(
         problems.is_empty(),
         "the browser disagreed:\n  {}\nallowed page: {allowed:#}\ndisallowed page: {disallowed:#}",
         problems.join("\n  ")
     );
+    let n = expected_outcomes().len();
+    assert_eq!(allowed["passed"], json!(2 * n), "{allowed:#}");
+    assert_eq!(disallowed["passed"], json!(n), "{disallowed:#}");
 
     // Counted at Envoy. Three runs of the scenarios: the allowed origin, Origin: null (iframe),
     // http://localhost:P. Preflights for the allowed origin: PUT, DELETE, JSON POST, and ONE for
