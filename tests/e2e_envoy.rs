@@ -291,6 +291,11 @@ fn actual_request_allowed_and_denied() {
         r.assert_absent("access-control-max-age");
         r.assert_header("vary", "Origin");
     }
+    // HEAD: headers only.
+    let r = envoy.send(&Req::new("HEAD", "/api").origin(ORIGIN));
+    r.assert_status(200);
+    r.assert_header("access-control-allow-origin", ORIGIN);
+    r.assert_header("vary", "Origin");
     // Upstream status is kept.
     let r = envoy.send(&Req::get("/api?status=404").origin(ORIGIN));
     r.assert_status(404);
@@ -464,6 +469,43 @@ fn vary_merged_with_upstream_vary() {
     }
 }
 
+/// Upstream `Vary` split over several header lines: every name survives, `Origin` appears once.
+#[test]
+fn vary_merged_across_repeated_upstream_vary_lines() {
+    let envoy = start(json!({ "allow_origins": [ORIGIN] }));
+    let cases: [(&[&str], &[&str]); 3] = [
+        (
+            &["Accept-Encoding", "Cookie"],
+            &["accept-encoding", "cookie", "origin"],
+        ),
+        (
+            &["Accept-Encoding", "Origin"],
+            &["accept-encoding", "origin"],
+        ),
+        (&["Cookie", "*"], &["cookie", "*"]),
+    ];
+    for (lines, expected) in cases {
+        let upstream: Vec<(&str, &str)> = lines.iter().map(|l| ("Vary", *l)).collect();
+        for origin in [ORIGIN, EVIL] {
+            let r = envoy.send(&Req::get(&up_path("/", &upstream)).origin(origin));
+            r.assert_status(200);
+            let mut names: Vec<String> = r
+                .headers_all("vary")
+                .iter()
+                .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
+                .filter(|n| !n.is_empty())
+                .collect();
+            names.sort();
+            let mut want: Vec<String> = expected.iter().map(|n| n.to_string()).collect();
+            want.sort();
+            assert_eq!(
+                names, want,
+                "upstream Vary lines {lines:?}, origin {origin}:\n{r}"
+            );
+        }
+    }
+}
+
 #[test]
 fn upstream_cors_headers_replaced() {
     let envoy = start(json!({
@@ -476,6 +518,8 @@ fn upstream_cors_headers_replaced() {
             ("Access-Control-Allow-Credentials", "true"),
             ("Access-Control-Expose-Headers", "x-up"),
             ("Access-Control-Max-Age", "5"),
+            ("Access-Control-Allow-Methods", "GET"),
+            ("Access-Control-Foo", "bar"),
             ("X-Kept", "yes"),
         ],
     );
@@ -736,6 +780,33 @@ fn local_replies_of_later_filters_carry_cors_headers() {
     let r = envoy.send(&Req::preflight("/rbac/x", ORIGIN, "GET"));
     assert_local_preflight(&r, 204);
     r.assert_header("access-control-allow-origin", ORIGIN);
+}
+
+#[test]
+fn local_ratelimit_429_carries_cors_headers() {
+    let ratelimit = json!({
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "rl",
+            "token_bucket": { "max_tokens": 1, "tokens_per_fill": 1, "fill_interval": "3600s" },
+            "filter_enabled": { "default_value": { "numerator": 100, "denominator": "HUNDRED" } },
+            "filter_enforced": { "default_value": { "numerator": 100, "denominator": "HUNDRED" } }
+        }
+    });
+    let envoy = EnvoyBuilder::new(json!({ "allow_origins": [ORIGIN] }).to_string())
+        .filter_after(ratelimit)
+        .start();
+    let r = envoy.send(&Req::get("/").origin(ORIGIN));
+    r.assert_status(200);
+    r.assert_header("access-control-allow-origin", ORIGIN);
+    let r = envoy.send(&Req::get("/").origin(ORIGIN));
+    r.assert_status(429);
+    assert!(!r.is_upstream_answer(), "{r}");
+    r.assert_header("access-control-allow-origin", ORIGIN);
+    r.assert_header("vary", "Origin");
+    // Preflights are answered before the rate limiter.
+    assert_local_preflight(&envoy.send(&Req::preflight("/", ORIGIN, "GET")), 204);
 }
 
 // ---------------------------------------------------------------------------------------------
