@@ -1106,6 +1106,20 @@ fn shipped_envoy_configs_validate() {
             config.display()
         );
     }
+
+    // Validation runs the plugin's on_configure: a bad embedded policy fails it.
+    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).expect("envoy.yaml");
+    let bad = text.replacen(
+        "\"allow_origins\": [",
+        "\"allow_origins\": [\"https://*.com\", ",
+        1,
+    );
+    assert_ne!(bad, text, "envoy.yaml has no allow_origins to break");
+    let dir = scratch_dir("validate-bad");
+    let path = dir.join("bad.yaml");
+    std::fs::write(&path, bad).expect("write bad.yaml");
+    let (ok, out) = validate_config(&path);
+    assert!(!ok, "envoy --mode validate accepted a bad policy:\n{out}");
 }
 
 /// `make run`'s config, on free ports: serves the demo, answers the demo origin, and embeds
