@@ -537,6 +537,19 @@ fn demo_policy(page_origin: &str) -> String {
     policy.to_string()
 }
 
+/// The filter's non-zero counters are exactly `expected` (waits up to 2 s for the batched flush).
+#[track_caller]
+fn assert_counters_exactly(envoy: &Envoy, expected: &[(&str, u64)]) {
+    let stats = envoy.wait_cors_stats(expected, Duration::from_secs(2));
+    let got: BTreeMap<&str, u64> = stats
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    let want: BTreeMap<&str, u64> = expected.iter().copied().collect();
+    assert_eq!(got, want, "filter counters after the browser ran");
+}
+
 #[test]
 fn chromium_runs_the_demo_page_against_envoy() {
     // Fail first (and loudly) if there is no browser, before starting anything.
@@ -593,14 +606,7 @@ fn chromium_runs_the_demo_page_against_envoy() {
         // simple GET and credentialed GET, from each of the three origins.
         ("cors.public.actual_allowed", 6),
     ];
-    let stats = envoy.wait_cors_stats(&expected, Duration::from_secs(2));
-    let got: BTreeMap<&str, u64> = stats
-        .iter()
-        .filter(|(_, v)| **v > 0)
-        .map(|(k, v)| (k.as_str(), *v))
-        .collect();
-    let want: BTreeMap<&str, u64> = expected.iter().copied().collect();
-    assert_eq!(got, want, "filter counters after the browser ran");
+    assert_counters_exactly(&envoy, &expected);
 
     // What reached the upstream: both max-age PUTs of the allowed origin; nothing whose preflight
     // failed; nothing of the rbac-denied route.
@@ -633,5 +639,69 @@ fn chromium_runs_the_demo_page_against_envoy() {
     assert!(
         !r.is_upstream_answer(),
         "rbac must answer, not the upstream:\n{r}"
+    );
+}
+
+/// `make run` as a user sees it: envoy/envoy.yaml (on free ports) serves the demo page from its
+/// demo listener and the filter on its API listener, with the example policy (both
+/// `http://127.0.0.1:<demo>` and `http://localhost:<demo>` allowed). Every scenario passes from
+/// both, and fails closed from the page's sandboxed `Origin: null` iframe.
+#[test]
+fn chromium_runs_the_demo_as_served_by_make_run() {
+    let _ = chromium_bin();
+    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).expect("envoy.yaml");
+    let mut config = text.replace(
+        "filename: dist/cors_proxy_wasm.wasm",
+        &format!("filename: {}", cors_wasm().display()),
+    );
+    let mut ports = BTreeMap::new();
+    for port in [9901u16, 10000, 10001, 10002] {
+        let needle = format!("port_value: {port}");
+        assert!(config.contains(&needle), "envoy.yaml has no {needle}");
+        let new = free_port();
+        config = config.replace(&needle, &format!("port_value: {new}"));
+        ports.insert(port, new);
+    }
+    let (api, demo) = (ports[&10000], ports[&10001]);
+    for origin in ["http://127.0.0.1:10001\"", "http://localhost:10001\""] {
+        assert!(
+            config.contains(origin),
+            "the policy no longer allows {origin}"
+        );
+        config = config.replace(origin, &origin.replace("10001", &demo.to_string()));
+    }
+    let dir = scratch_dir("browser-shipped");
+    let path = dir.join("envoy-run.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let envoy = Envoy::start_config(&path, &dir, None);
+
+    let target = format!("http://127.0.0.1:{api}");
+    let mut browser = Browser::launch();
+    // No query but the target: what a user gets, plus the API port rewrite.
+    let first = browser.open(&format!("http://127.0.0.1:{demo}/?target={target}"));
+    let second = browser.open(&format!("http://localhost:{demo}/?target={target}&null=0"));
+    let reports = browser.await_reports(&[&first, &second]);
+    let mut problems = check_column(&reports[0], "this origin", true);
+    problems.extend(check_column(&reports[0], "origin null", false));
+    problems.extend(check_column(&reports[1], "this origin", true));
+    assert!(
+        problems.is_empty(),
+        "the browser disagreed:\n  {}\nreports: {reports:#?}",
+        problems.join("\n  ")
+    );
+
+    // Two allowed origins, each: 4 preflights allowed (one for both max-age PUTs), 1 denied by
+    // method, 1 by header; Origin null: 7 denied by origin.
+    assert_counters_exactly(
+        &envoy,
+        &[
+            ("cors.default.preflight_allowed", 8),
+            ("cors.default.preflight_denied.method", 2),
+            ("cors.default.preflight_denied.headers", 2),
+            ("cors.default.preflight_denied.origin", 7),
+            ("cors.default.actual_allowed", 18),
+            ("cors.default.actual_denied", 4),
+            ("cors.public.actual_allowed", 6),
+        ],
     );
 }
