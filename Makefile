@@ -44,9 +44,10 @@ wasm-target:
 build: wasm-target
 	cargo build --release --target $(TARGET) --lib
 	@mkdir -p dist
-	@if command -v wasm-opt >/dev/null 2>&1; then \
-		wasm-opt $(WASM_OPT_FLAGS) $(CARGO_WASM) -o $(WASM); \
-	else \
+	@if ! command -v wasm-opt >/dev/null 2>&1; then \
+		cp $(CARGO_WASM) $(WASM); \
+	elif ! wasm-opt $(WASM_OPT_FLAGS) $(CARGO_WASM) -o $(WASM); then \
+		echo "WARNING: wasm-opt failed; $(WASM) is the unoptimised cargo output" >&2; \
 		cp $(CARGO_WASM) $(WASM); \
 	fi
 	@echo "$(WASM): $$(wc -c < $(WASM)) bytes (cargo output: $$(wc -c < $(CARGO_WASM)) bytes)"
