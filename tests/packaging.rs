@@ -577,3 +577,192 @@ fn per_route_example_route_rules() {
         ],
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// OCI image (`make oci`)
+// ------------------------------------------------------------------------------------------------
+
+fn sha256_hex(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum (coreutils) is required");
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .expect("digest")
+        .to_owned()
+}
+
+/// Checks one descriptor against its blob; returns the blob's path.
+fn check_descriptor(layout: &Path, descriptor: &Value, media_type: &str) -> PathBuf {
+    assert_eq!(descriptor["mediaType"], media_type, "{descriptor}");
+    let digest = descriptor["digest"].as_str().expect("digest");
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    let blob = layout.join("blobs/sha256").join(hex);
+    assert!(blob.is_file(), "missing blob {}", blob.display());
+    assert_eq!(sha256_hex(&blob), hex, "digest of {}", blob.display());
+    let size = std::fs::metadata(&blob).expect("blob").len();
+    assert_eq!(descriptor["size"].as_u64(), Some(size), "size of {digest}");
+    blob
+}
+
+fn json_file(path: &Path) -> Value {
+    serde_json::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn run_oci_script(wasm: &Path, out: &Path, tag: &str) -> String {
+    let run = Command::new("sh")
+        .current_dir(repo_root())
+        .arg("scripts/oci.sh")
+        .arg(wasm)
+        .arg(out)
+        .arg(tag)
+        .output()
+        .expect("run scripts/oci.sh");
+    assert!(
+        run.status.success(),
+        "scripts/oci.sh failed:\n{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
+/// The layout Istio pulls: compat variant (one tar+gzip layer holding plugin.wasm), every
+/// descriptor's digest and size matching its blob, plugin.wasm identical to the input, and the
+/// whole layout reproducible byte for byte.
+#[test]
+fn oci_layout_has_matching_digests_sizes_and_the_module() {
+    let dir = scratch_dir("oci");
+    // A stand-in module: the script needs only the wasm magic; its bytes must round-trip exactly.
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.extend((0..70_000u32).map(|i| (i * 7 % 251) as u8));
+    let wasm = dir.join("filter.wasm");
+    std::fs::write(&wasm, &module).expect("write module");
+    let layout = dir.join("oci");
+    let printed = run_oci_script(&wasm, &layout, "1.2.3");
+
+    assert_eq!(
+        read(&layout.join("oci-layout")),
+        r#"{"imageLayoutVersion":"1.0.0"}"#
+    );
+    let index = json_file(&layout.join("index.json"));
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let manifests = index["manifests"].as_array().expect("manifests");
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(
+        manifests[0]["annotations"]["org.opencontainers.image.ref.name"],
+        "1.2.3"
+    );
+    let manifest_blob = check_descriptor(
+        &layout,
+        &manifests[0],
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    let manifest = json_file(&manifest_blob);
+    assert_eq!(manifest["schemaVersion"], 2);
+    assert_eq!(
+        manifest["annotations"]["module.wasm.image/variant"],
+        "compat"
+    );
+    let config_blob = check_descriptor(
+        &layout,
+        &manifest["config"],
+        "application/vnd.oci.image.config.v1+json",
+    );
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 1, "the compat variant has exactly one layer");
+    let layer_blob = check_descriptor(
+        &layout,
+        &layers[0],
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    );
+    // Exactly three blobs: manifest, config, layer.
+    assert_eq!(
+        std::fs::read_dir(layout.join("blobs/sha256"))
+            .expect("blobs")
+            .count(),
+        3
+    );
+
+    // The layer unpacks with plain tar to exactly plugin.wasm, identical to the module.
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(&layer_blob)
+        .output()
+        .expect("tar");
+    assert_eq!(String::from_utf8_lossy(&listing.stdout), "plugin.wasm\n");
+    let unpacked = dir.join("unpacked");
+    std::fs::create_dir_all(&unpacked).expect("mkdir");
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&layer_blob)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    assert!(std::fs::read(unpacked.join("plugin.wasm")).expect("plugin.wasm") == module);
+
+    // The config's diff_id is the digest of the uncompressed tar.
+    let tar = dir.join("layer.tar");
+    let gunzip = Command::new("gzip")
+        .arg("-dc")
+        .arg(&layer_blob)
+        .output()
+        .expect("gzip");
+    std::fs::write(&tar, &gunzip.stdout).expect("write tar");
+    let config = json_file(&config_blob);
+    assert_eq!(config["os"], "wasip1");
+    assert_eq!(config["architecture"], "wasm");
+    assert_eq!(
+        config["rootfs"]["diff_ids"],
+        serde_json::json!([format!("sha256:{}", sha256_hex(&tar))])
+    );
+
+    let manifest_digest = manifests[0]["digest"].as_str().expect("digest");
+    assert_eq!(
+        printed.lines().next(),
+        Some(
+            format!(
+                "{}: OCI image layout, tag 1.2.3, manifest {manifest_digest}",
+                layout.display()
+            )
+            .as_str()
+        )
+    );
+
+    // Reproducible: a second run gives the same manifest digest.
+    let again = dir.join("oci-again");
+    run_oci_script(&wasm, &again, "1.2.3");
+    assert_eq!(
+        read(&again.join("index.json")),
+        read(&layout.join("index.json"))
+    );
+
+    // Not a module: refused.
+    let not_wasm = dir.join("not.wasm");
+    std::fs::write(&not_wasm, b"hello").expect("write");
+    let refused = Command::new("sh")
+        .current_dir(repo_root())
+        .arg("scripts/oci.sh")
+        .arg(&not_wasm)
+        .arg(dir.join("oci-refused"))
+        .output()
+        .expect("run scripts/oci.sh");
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr),
+        format!(
+            "oci.sh: {} is not a WebAssembly module\n",
+            not_wasm.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
