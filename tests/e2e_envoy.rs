@@ -307,6 +307,13 @@ fn actual_request_allowed_and_denied() {
     assert_eq!(r.echo().map(|e| e.method), Some("OPTIONS".into()), "{r}");
     r.assert_header("access-control-allow-origin", ORIGIN);
 
+    // OPTIONS with Access-Control-Request-Method but no Origin is not a preflight.
+    let r = envoy.send(&Req::new("OPTIONS", "/api").header("Access-Control-Request-Method", "PUT"));
+    r.assert_status(200);
+    assert_eq!(r.echo().map(|e| e.method), Some("OPTIONS".into()), "{r}");
+    r.assert_no_cors();
+    r.assert_header("vary", "Origin");
+
     // Denied origin: the request still goes upstream, no CORS headers.
     let r = envoy.send(&Req::get("/api").origin(EVIL));
     r.assert_status(200);
