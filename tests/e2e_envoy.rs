@@ -1126,6 +1126,7 @@ fn shipped_envoy_configs_validate() {
     let path = dir.join("bad.yaml");
     std::fs::write(&path, bad).expect("write bad.yaml");
     let (ok, out) = validate_config(&path);
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(!ok, "envoy --mode validate accepted a bad policy:\n{out}");
 }
 

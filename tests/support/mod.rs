@@ -771,7 +771,9 @@ fn run_expect_failure(config: &Path, dir: &Path) -> (ExitStatus, String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            return (status, read_logs(dir));
+            let logs = read_logs(dir);
+            let _ = std::fs::remove_dir_all(dir);
+            return (status, logs);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -791,7 +793,9 @@ pub fn validate_config(config: &Path) -> (bool, String) {
     let status = envoy_command(config, &dir, true)
         .status()
         .expect("run envoy --mode validate");
-    (status.success(), read_logs(&dir))
+    let logs = read_logs(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    (status.success(), logs)
 }
 
 /// A running Envoy; killed on drop (its log is printed if the test is failing).
