@@ -363,13 +363,17 @@ impl Browser {
         out
     }
 
+    /// A command and its whole reply (`result` or `error`).
+    fn try_call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let id = self.send(session, method, params);
+        self.replies(&[id], Instant::now() + Duration::from_secs(15))
+            .remove(&id)
+            .unwrap_or_default()
+    }
+
     /// A command and its result (panics on a protocol error).
     fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
-        let id = self.send(session, method, params);
-        let reply = self
-            .replies(&[id], Instant::now() + Duration::from_secs(15))
-            .remove(&id)
-            .unwrap_or_default();
+        let reply = self.try_call(session, method, params);
         if reply.get("error").is_some() {
             panic!("{method} failed: {reply}\n{}", self.diagnostics());
         }
@@ -400,12 +404,13 @@ impl Browser {
         // The tab starts on about:blank: poll until the demo's script has run (no navigation after).
         for session in sessions {
             loop {
-                let r = self.call(
+                // An error here is the navigation replacing the context: try again.
+                let r = self.try_call(
                     Some(session),
                     "Runtime.evaluate",
                     json!({ "expression": "typeof window.corsDemo", "returnByValue": true }),
                 );
-                if r["result"]["value"] == "object" {
+                if r["result"]["result"]["value"] == "object" {
                     break;
                 }
                 assert!(
