@@ -677,7 +677,8 @@ fn vary_merging() {
         policy: 0,
         allow_origin: None,
     };
-    let cases: Vec<(Vec<(&[u8], &[u8])>, Option<&str>)> = vec![
+    type Headers<'a> = Vec<(&'a [u8], &'a [u8])>;
+    let cases: Vec<(Headers, Option<&str>)> = vec![
         (vec![], Some("Origin")),
         (
             vec![(b"vary", b"Accept-Encoding")],
