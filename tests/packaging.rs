@@ -766,3 +766,101 @@ fn oci_layout_has_matching_digests_sizes_and_the_module() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ------------------------------------------------------------------------------------------------
+// Metrics: envoy/stats-tags.yaml on the real Envoy
+// ------------------------------------------------------------------------------------------------
+
+/// The documented `stats_tags` (envoy/stats-tags.yaml, merged into a bootstrap) turn the policy
+/// name and the deny reason into Prometheus labels, with exactly these metric names.
+#[test]
+fn stats_tags_label_the_policy_and_the_deny_reason_in_prometheus() {
+    let _ = envoy_bin();
+    let _ = cors_wasm();
+    let dist = repo_root().join("dist/cors_proxy_wasm.wasm");
+    assert!(
+        dist.is_file(),
+        "{} is missing: run `make build`",
+        dist.display()
+    );
+    let dir = scratch_dir("stats-tags");
+    let config = dir.join("envoy.yaml");
+    let text = read(&repo_root().join("envoy/per-route/route-metadata.yaml"))
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 9901", "port_value: 0");
+    let tags = read(&repo_root().join("envoy/stats-tags.yaml"));
+    std::fs::write(&config, format!("{text}\n{tags}")).expect("write config");
+    let envoy = Envoy::start_config(&config, &dir, None);
+    let port = envoy.listeners["cors"];
+
+    let partner = "https://shop.partner.example";
+    Req::preflight("/partner/x", partner, "PUT")
+        .send(port)
+        .assert_status(204);
+    Req::preflight("/partner/x", "https://evil.example", "PUT")
+        .send(port)
+        .assert_status(403);
+    Req::preflight("/partner/x", partner, "DELETE")
+        .send(port)
+        .assert_status(403);
+    Req::get("/assets/a.svg")
+        .origin("https://x.example")
+        .send(port)
+        .assert_status(200);
+    Req::get("/api/items")
+        .origin("https://app.example.com")
+        .send(port)
+        .assert_status(200);
+    Req::get("/api/items")
+        .origin("https://evil.example")
+        .send(port)
+        .assert_status(200);
+
+    let expected_raw = [
+        ("cors.partner.preflight_allowed", 1),
+        ("cors.partner.preflight_denied.origin", 1),
+        ("cors.partner.preflight_denied.method", 1),
+        ("cors.public.actual_allowed", 1),
+        ("cors.default.actual_allowed", 1),
+        ("cors.default.actual_denied", 1),
+    ];
+    let stats = envoy.wait_cors_stats(&expected_raw, std::time::Duration::from_secs(3));
+    for (name, value) in expected_raw {
+        assert_eq!(stats.get(name), Some(&value), "{name} in {stats:?}");
+    }
+
+    let prometheus = Req::get("/stats/prometheus").send(envoy.admin_port);
+    assert_eq!(prometheus.status, 200);
+    let mut got: Vec<String> = prometheus
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("cors_") || l.starts_with("# TYPE cors_"))
+        .map(str::to_owned)
+        .collect();
+    got.sort();
+    let mut expected: Vec<String> = Vec::new();
+    let policies = ["default", "partner", "public"];
+    for (family, counts) in [
+        ("cors_actual_allowed", [1, 0, 1]),
+        ("cors_actual_denied", [1, 0, 0]),
+        ("cors_preflight_allowed", [0, 1, 0]),
+    ] {
+        expected.push(format!("# TYPE {family} counter"));
+        for (policy, count) in policies.iter().zip(counts) {
+            expected.push(format!("{family}{{cors_policy=\"{policy}\"}} {count}"));
+        }
+    }
+    expected.push("# TYPE cors_preflight_denied counter".to_owned());
+    for policy in policies {
+        for reason in ["headers", "method", "origin", "private_network"] {
+            let count = u8::from(policy == "partner" && (reason == "origin" || reason == "method"));
+            expected.push(format!(
+                "cors_preflight_denied{{cors_policy=\"{policy}\",cors_deny_reason=\"{reason}\"}} {count}"
+            ));
+        }
+    }
+    expected.push("# TYPE cors_unknown_policy counter".to_owned());
+    expected.push("cors_unknown_policy{} 0".to_owned());
+    expected.sort();
+    assert_eq!(got, expected);
+}
