@@ -9,6 +9,9 @@
 #                criterion benches of the engine -> BENCHMARKS.md, bench/throughput.png (~12 min)
 #   make cli     the policy CLI -> target/release/cors-policy (check FILE, explain FILE --origin ...)
 #   make oci     OCI image layout of the wasm for Istio's WasmPlugin (oci://) -> dist/oci
+#   make fuzz    cargo-fuzz (nightly) on each target in fuzz/ for FUZZ_SECONDS (60) each
+#   make soak    mixed allowed/denied/preflight/hostile traffic through Envoy for SOAK_SECONDS
+#                (180) -> bench/soak-report.md (not part of make test)
 #
 # envoy/envoy.yaml embeds the same policy as examples/policy.json (Envoy needs it as a string in
 # the plugin config); the e2e test `shipped_envoy_yaml_serves_and_embeds_example_policy` checks
@@ -27,7 +30,7 @@ WASM          := dist/cors_proxy_wasm.wasm
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build run test lint clean bench empty-filter cli oci
+.PHONY: all venv envoy wasm-target build run test lint clean bench empty-filter cli oci fuzz soak
 
 all: build
 
@@ -104,6 +107,24 @@ cli:
 # scripts/oci.sh: compat-variant Wasm image (one tar+gzip layer with plugin.wasm), reproducible.
 oci: build
 	sh scripts/oci.sh $(WASM) dist/oci
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := origin acrh policy engine
+# A crash stops the run; the input is in fuzz/artifacts/<target>/ (replay: cd fuzz &&
+# cargo +nightly fuzz run <target> artifacts/<target>/crash-...).
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t && \
+		cargo +nightly fuzz run $$t corpus/$$t seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 || exit 1; \
+	done
+
+SOAK_SECONDS ?= 180
+soak: build venv
+	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" \
+		$(VENV)/bin/python bench/soak.py --duration $(SOAK_SECONDS)
 
 clean:
 	cargo clean
