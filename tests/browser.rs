@@ -252,6 +252,7 @@ impl Browser {
             "--disable-gpu",
             "--disable-dev-shm-usage",
             "--disable-quic",
+            "--no-proxy-server",
             "--no-first-run",
             "--no-default-browser-check",
             "--disable-background-networking",
