@@ -33,8 +33,14 @@ fn config() -> &'static Config {
 fn reference_allows(name: &str, acrh: &[u8]) -> bool {
     acrh.split(|&b| b == b',')
         .map(|e| {
-            let start = e.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(e.len());
-            let end = e.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
+            let start = e
+                .iter()
+                .position(|&b| b != b' ' && b != b'\t')
+                .unwrap_or(e.len());
+            let end = e
+                .iter()
+                .rposition(|&b| b != b' ' && b != b'\t')
+                .map_or(start, |i| i + 1);
             &e[start..end]
         })
         .filter(|e| !e.is_empty())
@@ -71,13 +77,20 @@ fuzz_target!(|data: &[u8]| {
     let header = |n: &str| reply.headers.iter().find(|(h, _)| *h == n).map(|(_, v)| v);
     let allowed = reply.status == 204;
     assert!(allowed || reply.status == 403, "status {}", reply.status);
-    assert_eq!(allowed, reference_allows(name, acrh), "{name} {acrh:?} -> {reply:?}");
+    assert_eq!(
+        allowed,
+        reference_allows(name, acrh),
+        "{name} {acrh:?} -> {reply:?}"
+    );
     if !allowed {
         assert!(header(ACAO).is_none());
         assert!(header(ACAH).is_none());
         return;
     }
-    assert_eq!(header(ACAO).map(Vec::as_slice), Some(b"https://app.example.com".as_slice()));
+    assert_eq!(
+        header(ACAO).map(Vec::as_slice),
+        Some(b"https://app.example.com".as_slice())
+    );
     if let Some(value) = header(ACAH) {
         assert!(!value.is_empty());
         if name == "echo" {

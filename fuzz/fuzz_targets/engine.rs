@@ -78,7 +78,11 @@ impl<'a> Parsed<'a> {
 
     /// The filter's `HeaderMap::get`: repeated values joined with `,`.
     fn get(&self, name: &[u8]) -> Option<Vec<u8>> {
-        let mut values = self.request.iter().filter(|(n, _)| n == name).map(|(_, v)| *v);
+        let mut values = self
+            .request
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| *v);
         let first = values.next()?;
         let mut joined = first.to_vec();
         for value in values {
@@ -145,10 +149,17 @@ fuzz_target!(|data: &[u8]| {
     let _ = engine::describe(config, &request, &outcome);
     let policy = outcome.policy.and_then(|i| config.policy(i));
     if policy.is_some_and(|p| p.mode == Mode::Report) {
-        assert_eq!(outcome.action, Action::Untouched, "report mode changed something");
+        assert_eq!(
+            outcome.action,
+            Action::Untouched,
+            "report mode changed something"
+        );
     }
-    let response: Vec<(&[u8], &[u8])> =
-        parsed.response.iter().map(|(n, v)| (n.as_slice(), *v)).collect();
+    let response: Vec<(&[u8], &[u8])> = parsed
+        .response
+        .iter()
+        .map(|(n, v)| (n.as_slice(), *v))
+        .collect();
     match &outcome.action {
         Action::Untouched => {}
         Action::Reply(reply) => {
@@ -158,22 +169,41 @@ fuzz_target!(|data: &[u8]| {
             let has_acao = reply.headers.iter().any(|(n, _)| *n == ACAO);
             if reply.status == 403 {
                 assert!(
-                    !reply.headers.iter().any(|(n, _)| n.starts_with("access-control-allow-")),
+                    !reply
+                        .headers
+                        .iter()
+                        .any(|(n, _)| n.starts_with("access-control-allow-")),
                     "a 403 with allow headers: {reply:?}"
                 );
             } else {
                 assert!(has_acao, "an allowed preflight without ACAO: {reply:?}");
             }
             for (name, value) in &reply.headers {
-                assert!(!value.contains(&b'\n') && !value.contains(&b'\r'), "{name}: {value:?}");
+                assert!(
+                    !value.contains(&b'\n') && !value.contains(&b'\r'),
+                    "{name}: {value:?}"
+                );
             }
         }
         Action::Forward(plan) => {
-            if let ResponsePlan::Cors { allow_origin: Some(AllowOrigin::Echo(echoed)), .. } = plan
+            if let ResponsePlan::Cors {
+                allow_origin: Some(AllowOrigin::Echo(echoed)),
+                ..
+            } = plan
             {
-                assert_eq!(Some(echoed.as_slice()), request.origin, "echoed another origin");
+                assert_eq!(
+                    Some(echoed.as_slice()),
+                    request.origin,
+                    "echoed another origin"
+                );
             }
-            let allowed = matches!(plan, ResponsePlan::Cors { allow_origin: Some(_), .. });
+            let allowed = matches!(
+                plan,
+                ResponsePlan::Cors {
+                    allow_origin: Some(_),
+                    ..
+                }
+            );
             for edit in engine::response_edits(config, plan, &response) {
                 match edit {
                     HeaderEdit::Set(name, value) => {

@@ -28,7 +28,11 @@ fn fixed() -> &'static OriginMatcher {
     M.get_or_init(|| {
         let patterns: Vec<OriginPattern> =
             FIXED.iter().filter_map(|p| parse_pattern(p).ok()).collect();
-        assert_eq!(patterns.len(), FIXED.len(), "a fixed pattern no longer parses");
+        assert_eq!(
+            patterns.len(),
+            FIXED.len(),
+            "a fixed pattern no longer parses"
+        );
         let regexes = vec![compile_regex(r"https://[a-z0-9-]+\.regex\.example").unwrap()];
         OriginMatcher::new(&patterns, regexes)
     })
@@ -72,7 +76,10 @@ fuzz_target!(|data: &[u8]| {
         match &parsed {
             OriginPattern::Exact(exact) => {
                 assert_eq!(exact, text, "an exact pattern is stored as written");
-                assert!(own.matches(text.as_bytes()), "{text:?} does not match itself");
+                assert!(
+                    own.matches(text.as_bytes()),
+                    "{text:?} does not match itself"
+                );
             }
             OriginPattern::Null => assert!(own.matches(b"null")),
             OriginPattern::Any => assert!(own.matches(b"https://x.example")),
@@ -82,7 +89,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!never_matchable(origin), "{text:?} matched {origin:?}");
             if !matches!(parsed, OriginPattern::Any) {
                 let has_scheme = origin.windows(3).any(|w| w == b"://");
-                assert!(has_scheme || origin == b"null", "{text:?} matched {origin:?}");
+                assert!(
+                    has_scheme || origin == b"null",
+                    "{text:?} matched {origin:?}"
+                );
             }
         }
     }

@@ -8,7 +8,12 @@ use cors_proxy_wasm::engine::{self, Action, Request, Selection};
 use cors_proxy_wasm::policy;
 use libfuzzer_sys::fuzz_target;
 
-const ORIGINS: [&[u8]; 4] = [b"https://app.example.com", b"null", b"http://localhost:8080", b"x"];
+const ORIGINS: [&[u8]; 4] = [
+    b"https://app.example.com",
+    b"null",
+    b"http://localhost:8080",
+    b"x",
+];
 
 fuzz_target!(|data: &[u8]| {
     if data.len() > 16 * 1024 {
@@ -22,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!problem.message.is_empty(), "{problem:?}");
                 let _ = problem.to_string();
             }
-            assert_eq!(policy::load(&text).err(), Some(rejected), "not deterministic");
+            assert_eq!(
+                policy::load(&text).err(),
+                Some(rejected),
+                "not deterministic"
+            );
         }
         Ok(loaded) => {
             let config = &loaded.config;
@@ -31,7 +40,11 @@ fuzz_target!(|data: &[u8]| {
                 let selection = Selection::Policy(index);
                 for origin in ORIGINS {
                     for request in [
-                        Request { method: b"GET", origin: Some(origin), ..Request::default() },
+                        Request {
+                            method: b"GET",
+                            origin: Some(origin),
+                            ..Request::default()
+                        },
                         Request {
                             method: b"OPTIONS",
                             origin: Some(origin),
