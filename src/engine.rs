@@ -381,7 +381,9 @@ fn check_preflight(
     request: &Request,
 ) -> Result<Vec<(&'static str, Vec<u8>)>, DenyReason> {
     let origin = request.origin.unwrap_or_default();
-    let allow = allow_origin(policy, origin).ok_or(DenyReason::Origin)?;
+    if !policy.origins.matches(origin) {
+        return Err(DenyReason::Origin);
+    }
     let method = request.acrm.unwrap_or_default();
     if !crate::policy::token::is_token(method) || !policy.methods.allows(method) {
         return Err(DenyReason::Method);
@@ -396,7 +398,13 @@ fn check_preflight(
     }
 
     let mut headers = Vec::with_capacity(7);
-    headers.push((ACAO, allow.value().to_vec()));
+    // As `allow_origin`, allocated only once every check has passed.
+    let allow = if policy.origins.allows_any() {
+        b"*".to_vec()
+    } else {
+        origin.to_vec()
+    };
+    headers.push((ACAO, allow));
     if policy.allow_credentials {
         headers.push((ACAC, b"true".to_vec()));
     }
@@ -427,7 +435,9 @@ fn check_request_headers(policy: &Policy, acrh: &[u8]) -> Option<Vec<u8>> {
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut authorization_requested = false;
     let mut any_name = false;
-    let mut lower = Vec::new();
+    // Names are lower-cased into `short` (no allocation) or, when longer, into `long`.
+    let mut short = [0u8; 64];
+    let mut long = Vec::new();
     for element in acrh.split(|&b| b == b',') {
         let name = trim_ows(element);
         if name.is_empty() {
@@ -436,19 +446,30 @@ fn check_request_headers(policy: &Policy, acrh: &[u8]) -> Option<Vec<u8>> {
         if !crate::policy::token::is_token(name) {
             return None;
         }
-        lower.clear();
-        lower.extend(name.iter().map(u8::to_ascii_lowercase));
-        if !policy.headers.allows(&lower) {
+        let lower: &[u8] = match short.get_mut(..name.len()) {
+            Some(buffer) => {
+                for (to, from) in buffer.iter_mut().zip(name) {
+                    *to = from.to_ascii_lowercase();
+                }
+                buffer
+            }
+            None => {
+                long.clear();
+                long.extend(name.iter().map(u8::to_ascii_lowercase));
+                &long
+            }
+        };
+        if !policy.headers.allows(lower) {
             return None;
         }
         any_name = true;
         authorization_requested |= lower == b"authorization";
-        if echo && !seen.contains(&lower) {
+        if echo && !seen.contains(lower) {
             if !echoed.is_empty() {
                 echoed.extend_from_slice(b", ");
             }
-            echoed.extend_from_slice(&lower);
-            seen.insert(lower.clone());
+            echoed.extend_from_slice(lower);
+            seen.insert(lower.to_vec());
         }
     }
     if !any_name {

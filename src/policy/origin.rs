@@ -5,7 +5,7 @@
 //! subdomain wildcards are looked up by host suffix, port wildcards by `scheme://host`; only regexes
 //! are tried one by one.
 
-use std::collections::{HashMap, HashSet};
+use super::{KeyMap, KeySet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Longest host name we try wildcard lookups for (DNS limit); longer hosts only match exactly.
@@ -390,11 +390,11 @@ struct SchemePort {
 pub struct OriginMatcher {
     any: bool,
     /// Exact origins (and `null`), byte-exact.
-    exact: HashSet<Box<[u8]>>,
+    exact: KeySet,
     /// `scheme://host` of port-wildcard patterns.
-    any_port: HashSet<Box<[u8]>>,
+    any_port: KeySet,
     /// Subdomain wildcards by host suffix (`example.com`).
-    subdomains: HashMap<Box<[u8]>, Vec<SchemePort>>,
+    subdomains: KeyMap<Vec<SchemePort>>,
     regexes: Vec<regex_lite::Regex>,
 }
 
