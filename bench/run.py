@@ -538,8 +538,56 @@ def markdown(results: dict) -> str:
     for v in VARIANTS:
         for sc in SCENARIOS:
             out.append(f"| {v} | {sc} | {', '.join(f'{x:,}' for x in med[v][sc]['rps_runs'])} |")
-    out += ["", "![throughput](bench/throughput.png)", "", MARK_END]
+    out += ["", "![throughput](bench/throughput.png)", "",
+            f"Module sizes loaded in this run: ours {results['wasm_bytes']['ours']:,} bytes, "
+            f"empty filter {results['wasm_bytes']['empty']:,} bytes.", ""]
+    if results["criterion"]:
+        out += ["Engine (criterion medians, `cargo bench --bench engine`, native, bench profile "
+                "= release profile):", "", "| benchmark | median | measured |", "|---|---|---|"]
+        out += [f"| {r['id']} | {fmt_ns(r['median_ns'])} | {r['measured']} |"
+                for r in results["criterion"]]
+        out.append("")
+    out += ["`policy loaded` lines of this run's Envoy log (each plugin is configured on the main "
+            "thread, twice, then on the worker):", "", "```"] + results["configure_log"] + [
+            "```", "", MARK_END]
     return "\n".join(out)
+
+
+def fmt_ns(ns: float) -> str:
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.1f} µs"
+    return f"{ns:.0f} ns"
+
+
+def criterion_results() -> list[dict]:
+    """Medians of the last `cargo bench --bench engine` run (target/criterion)."""
+    rows = []
+    for bench in sorted(glob.glob(str(ROOT / "target/criterion/**/new/benchmark.json"),
+                                  recursive=True)):
+        estimates = Path(bench).parent / "estimates.json"
+        try:
+            full_id = json.loads(Path(bench).read_text())["full_id"]
+            median = json.loads(estimates.read_text())["median"]["point_estimate"]
+        except (OSError, KeyError, ValueError):
+            continue
+        when = dt.datetime.fromtimestamp(estimates.stat().st_mtime, dt.timezone.utc)
+        rows.append({"id": full_id, "median_ns": median,
+                     "measured": when.strftime("%Y-%m-%d %H:%M UTC")})
+    return rows
+
+
+def configure_times(log_path: Path) -> list[str]:
+    """`policy loaded` log lines of our plugins, with Envoy's timestamps (configure order)."""
+    out = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if "cors-proxy-wasm: policy loaded" in line:
+            stamp = line[1:24]
+            name = line.split("wasm log ", 1)[-1].split(" ", 1)[0]
+            thread = line.split("][", 2)[1]
+            out.append(f"{stamp} thread {thread} {name}")
+    return out
 
 
 def write_markdown(section: str, path: Path) -> None:
@@ -643,6 +691,8 @@ def main() -> None:
         "ratios": ratio_rows(med),
         "targets": target_rows(med),
         "runs": {f"{v} / {sc}": rs for (v, sc), rs in runs.items()},
+        "criterion": criterion_results(),
+        "configure_log": configure_times(BUILD / "envoy.log"),
     }
     (BUILD / "results.json").write_text(json.dumps(results, indent=1))
     log(f"raw results: {BUILD / 'results.json'}")
