@@ -157,6 +157,8 @@ impl RootContext for CorsRoot {
     }
 
     fn on_tick(&mut self) {
+        // Follow run-time log level changes (`POST /logging?wasm=debug`).
+        host::refresh_log_level();
         if let Some(state) = &self.state {
             state.flush();
         }
