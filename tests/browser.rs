@@ -655,19 +655,7 @@ fn chromium_runs_the_demo_page_against_envoy() {
 #[test]
 fn chromium_runs_the_demo_as_served_by_make_run() {
     let _ = chromium_bin();
-    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).expect("envoy.yaml");
-    let mut config = text.replace(
-        "filename: dist/cors_proxy_wasm.wasm",
-        &format!("filename: {}", cors_wasm().display()),
-    );
-    let mut ports = BTreeMap::new();
-    for port in [9901u16, 10000, 10001, 10002] {
-        let needle = format!("port_value: {port}");
-        assert!(config.contains(&needle), "envoy.yaml has no {needle}");
-        let new = free_port();
-        config = config.replace(&needle, &format!("port_value: {new}"));
-        ports.insert(port, new);
-    }
+    let (mut config, ports) = shipped_envoy_yaml_on_free_ports();
     let (api, demo) = (ports[&10000], ports[&10001]);
     for origin in ["http://127.0.0.1:10001\"", "http://localhost:10001\""] {
         assert!(

@@ -1134,19 +1134,7 @@ fn shipped_envoy_configs_validate() {
 /// exactly examples/policy.json.
 #[test]
 fn shipped_envoy_yaml_serves_and_embeds_example_policy() {
-    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).expect("envoy.yaml");
-    let mut config = text.replace(
-        "filename: dist/cors_proxy_wasm.wasm",
-        &format!("filename: {}", cors_wasm().display()),
-    );
-    let mut ports = BTreeMap::new();
-    for port in [9901u16, 10000, 10001, 10002] {
-        let needle = format!("port_value: {port}");
-        assert!(config.contains(&needle), "envoy.yaml has no {needle}");
-        let new = free_port();
-        config = config.replace(&needle, &format!("port_value: {new}"));
-        ports.insert(port, new);
-    }
+    let (config, ports) = shipped_envoy_yaml_on_free_ports();
     let dir = scratch_dir("shipped");
     let path = dir.join("envoy-run.yaml");
     std::fs::write(&path, config).expect("write config");

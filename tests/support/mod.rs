@@ -64,6 +64,26 @@ pub fn cors_wasm() -> PathBuf {
 
 /// A port that was free a moment ago on 127.0.0.1 (bind port 0, read it, drop the socket).
 /// Prefer letting the server bind port 0 itself; this is for configs whose ports are fixed text.
+/// `envoy/envoy.yaml` (what `make run` starts) with the built `.wasm` and every port (admin 9901,
+/// filter 10000, demo page 10001, example upstream 10002) moved to a free one: the config text and
+/// the map from shipped port to the port used.
+pub fn shipped_envoy_yaml_on_free_ports() -> (String, BTreeMap<u16, u16>) {
+    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).expect("envoy.yaml");
+    let mut config = text.replace(
+        "filename: dist/cors_proxy_wasm.wasm",
+        &format!("filename: {}", cors_wasm().display()),
+    );
+    let mut ports = BTreeMap::new();
+    for port in [9901u16, 10000, 10001, 10002] {
+        let needle = format!("port_value: {port}");
+        assert!(config.contains(&needle), "envoy.yaml has no {needle}");
+        let new = free_port();
+        config = config.replace(&needle, &format!("port_value: {new}"));
+        ports.insert(port, new);
+    }
+    (config, ports)
+}
+
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
@@ -342,6 +362,15 @@ pub fn up_path(path: &str, headers: &[(&str, &str)]) -> String {
         let _ = write!(p, "h={}", percent_encode(&format!("{n}:{v}")));
     }
     p
+}
+
+/// `Name: value` as (lower-case name, value without surrounding whitespace); `None` without a colon.
+fn header_line(line: &[u8]) -> Option<(String, Vec<u8>)> {
+    let colon = line.iter().position(|b| *b == b':')?;
+    Some((
+        String::from_utf8_lossy(&line[..colon]).to_ascii_lowercase(),
+        trim_ows(&line[colon + 1..]).to_vec(),
+    ))
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {
@@ -1164,15 +1193,7 @@ impl Response {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-        let headers: Vec<(String, Vec<u8>)> = lines
-            .filter_map(|l| {
-                let colon = l.iter().position(|b| *b == b':')?;
-                Some((
-                    String::from_utf8_lossy(&l[..colon]).to_ascii_lowercase(),
-                    trim_ows(&l[colon + 1..]).to_vec(),
-                ))
-            })
-            .collect();
+        let headers: Vec<(String, Vec<u8>)> = lines.filter_map(header_line).collect();
         let mut r = Response {
             status,
             headers,
@@ -1298,15 +1319,7 @@ impl Response {
         let mut parts = request_line.split(' ');
         let method = parts.next()?.to_string();
         let path = parts.next()?.to_string();
-        let headers = lines
-            .filter_map(|l| {
-                let colon = l.iter().position(|b| *b == b':')?;
-                Some((
-                    String::from_utf8_lossy(&l[..colon]).to_ascii_lowercase(),
-                    trim_ows(&l[colon + 1..]).to_vec(),
-                ))
-            })
-            .collect();
+        let headers = lines.filter_map(header_line).collect();
         Some(Recorded {
             method,
             path,
