@@ -58,7 +58,7 @@ impl RouteFacts for NoRoute {
 }
 
 /// Selection + decision, what the filter does per request between reading and writing headers.
-fn decide(config: &Config, request: &Request) -> engine::Outcome {
+fn decide<'a>(config: &'a Config, request: &Request<'a>) -> engine::Outcome<'a> {
     let selection = config.select(&mut NoRoute);
     engine::decide(config, &selection, request)
 }

@@ -5,6 +5,7 @@
 //! Data flows one way: request bytes → [`Request`] → [`Outcome`] → [`ResponsePlan`] →
 //! [`HeaderEdit`]s. Nothing here allocates per request beyond the values it hands back.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use crate::policy::{Config, Mode, Policy, UnmatchedPreflights, UpstreamCorsHeaders};
@@ -204,12 +205,17 @@ impl Counter {
     }
 }
 
-/// A local reply the filter sends instead of forwarding the request.
+/// A local reply the filter sends instead of forwarding the request. Header values borrow the
+/// policy's precomputed values and the request's bytes wherever they can (`'a`): an allowed
+/// preflight allocates only the header list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalReply {
+pub struct LocalReply<'a> {
     pub status: u16,
-    pub headers: Vec<(&'static str, Vec<u8>)>,
+    pub headers: ReplyHeaders<'a>,
 }
+
+/// The headers of a [`LocalReply`]: lower-case names, values borrowed where possible.
+pub type ReplyHeaders<'a> = Vec<(&'static str, Cow<'a, [u8]>)>;
 
 /// What `Access-Control-Allow-Origin` says on an allowed response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,19 +250,19 @@ pub enum ResponsePlan {
 
 /// What the request gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<'a> {
     /// Leave the request and its response alone.
     Untouched,
     /// Answer now, locally.
-    Reply(LocalReply),
+    Reply(LocalReply<'a>),
     /// Let it go upstream, and edit the response.
     Forward(ResponsePlan),
 }
 
 /// The decision for one request, and what to count and log about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub action: Action,
+pub struct Outcome<'a> {
+    pub action: Action<'a>,
     /// The policy that decided, if any.
     pub policy: Option<usize>,
     pub counter: Option<Counter>,
@@ -264,7 +270,7 @@ pub struct Outcome {
     pub unknown_policy: bool,
 }
 
-impl Outcome {
+impl Outcome<'_> {
     fn untouched() -> Self {
         Outcome {
             action: Action::Untouched,
@@ -276,14 +282,14 @@ impl Outcome {
 }
 
 /// Decides what a request gets under the selected policy.
-pub fn decide(config: &Config, selection: &Selection, request: &Request) -> Outcome {
+pub fn decide<'a>(config: &'a Config, selection: &Selection, request: &Request<'a>) -> Outcome<'a> {
     let index = match selection {
         Selection::Untouched => return Outcome::untouched(),
         Selection::Unknown(_) => {
             let action = if request.is_preflight() {
                 Action::Reply(LocalReply {
                     status: 403,
-                    headers: vec![(VARY, FAIL_CLOSED_VARY.as_bytes().to_vec())],
+                    headers: vec![(VARY, Cow::Borrowed(FAIL_CLOSED_VARY.as_bytes()))],
                 })
             } else {
                 Action::Forward(ResponsePlan::StripCors)
@@ -328,7 +334,7 @@ fn allow_origin(policy: &Policy, origin: &[u8]) -> Option<AllowOrigin> {
     })
 }
 
-fn actual(policy: &Policy, index: usize, request: &Request) -> (Action, Option<Counter>) {
+fn actual(policy: &Policy, index: usize, request: &Request) -> (Action<'static>, Option<Counter>) {
     let (allow_origin, counter) = match request.origin {
         None => (None, None),
         Some(origin) => match allow_origin(policy, origin) {
@@ -345,7 +351,11 @@ fn actual(policy: &Policy, index: usize, request: &Request) -> (Action, Option<C
     )
 }
 
-fn preflight(policy: &Policy, index: usize, request: &Request) -> (Action, Option<Counter>) {
+fn preflight<'a>(
+    policy: &'a Policy,
+    index: usize,
+    request: &Request<'a>,
+) -> (Action<'a>, Option<Counter>) {
     match check_preflight(policy, request) {
         Ok(headers) => (
             Action::Reply(LocalReply {
@@ -360,9 +370,9 @@ fn preflight(policy: &Policy, index: usize, request: &Request) -> (Action, Optio
                     Action::Forward(ResponsePlan::VaryOnly { policy: index })
                 }
                 UnmatchedPreflights::Reject => {
-                    let mut headers = vec![(VARY, policy.preflight_vary.as_bytes().to_vec())];
+                    let mut headers = vec![(VARY, Cow::Borrowed(policy.preflight_vary.as_bytes()))];
                     if policy.debug {
-                        headers.push((DENY_REASON, reason.as_str().as_bytes().to_vec()));
+                        headers.push((DENY_REASON, Cow::Borrowed(reason.as_str().as_bytes())));
                     }
                     Action::Reply(LocalReply {
                         status: 403,
@@ -376,10 +386,10 @@ fn preflight(policy: &Policy, index: usize, request: &Request) -> (Action, Optio
 }
 
 /// The four preflight checks in order; on success, the reply's headers.
-fn check_preflight(
-    policy: &Policy,
-    request: &Request,
-) -> Result<Vec<(&'static str, Vec<u8>)>, DenyReason> {
+fn check_preflight<'a>(
+    policy: &'a Policy,
+    request: &Request<'a>,
+) -> Result<ReplyHeaders<'a>, DenyReason> {
     let origin = request.origin.unwrap_or_default();
     if !policy.origins.matches(origin) {
         return Err(DenyReason::Origin);
@@ -398,38 +408,37 @@ fn check_preflight(
     }
 
     let mut headers = Vec::with_capacity(7);
-    // As `allow_origin`, allocated only once every check has passed.
-    let allow = if policy.origins.allows_any() {
-        b"*".to_vec()
+    let allow: &[u8] = if policy.origins.allows_any() {
+        b"*"
     } else {
-        origin.to_vec()
+        origin
     };
-    headers.push((ACAO, allow));
+    headers.push((ACAO, Cow::Borrowed(allow)));
     if policy.allow_credentials {
-        headers.push((ACAC, b"true".to_vec()));
+        headers.push((ACAC, Cow::Borrowed(b"true".as_slice())));
     }
     let methods = match &policy.allow_methods_value {
-        Some(value) => value.as_bytes().to_vec(),
-        None => method.to_vec(),
+        Some(value) => value.as_bytes(),
+        None => method,
     };
-    headers.push((ACAM, methods));
+    headers.push((ACAM, Cow::Borrowed(methods)));
     if let Some(value) = allow_headers.filter(|v| !v.is_empty()) {
         headers.push((ACAH, value));
     }
     if let Some(max_age) = &policy.max_age_value {
-        headers.push((ACMA, max_age.as_bytes().to_vec()));
+        headers.push((ACMA, Cow::Borrowed(max_age.as_bytes())));
     }
     if private_network {
-        headers.push((ACAPN, b"true".to_vec()));
+        headers.push((ACAPN, Cow::Borrowed(b"true".as_slice())));
     }
-    headers.push((VARY, policy.preflight_vary.as_bytes().to_vec()));
+    headers.push((VARY, Cow::Borrowed(policy.preflight_vary.as_bytes())));
     Ok(headers)
 }
 
 /// Checks every name of `Access-Control-Request-Headers` and returns the
 /// `Access-Control-Allow-Headers` value (empty = send none), or `None` when a name is refused.
 /// Linear in the length of the value, one lower-casing buffer reused for every name.
-fn check_request_headers(policy: &Policy, acrh: &[u8]) -> Option<Vec<u8>> {
+fn check_request_headers<'a>(policy: &'a Policy, acrh: &[u8]) -> Option<Cow<'a, [u8]>> {
     let echo = policy.allow_headers_value.is_none();
     let mut echoed: Vec<u8> = Vec::new();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
@@ -473,18 +482,18 @@ fn check_request_headers(policy: &Policy, acrh: &[u8]) -> Option<Vec<u8>> {
         }
     }
     if !any_name {
-        return Some(Vec::new());
+        return Some(Cow::Borrowed(&[]));
     }
     Some(
         match (
             &policy.allow_headers_value,
             &policy.allow_headers_with_authorization,
         ) {
-            (None, _) => echoed,
+            (None, _) => Cow::Owned(echoed),
             (Some(_), Some(with_authorization)) if authorization_requested => {
-                with_authorization.as_bytes().to_vec()
+                Cow::Borrowed(with_authorization.as_bytes())
             }
-            (Some(value), _) => value.as_bytes().to_vec(),
+            (Some(value), _) => Cow::Borrowed(value.as_bytes()),
         },
     )
 }

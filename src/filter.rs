@@ -279,7 +279,7 @@ impl HttpContext for CorsHttp {
                 let headers: Vec<(&str, &[u8])> = reply
                     .headers
                     .iter()
-                    .map(|(name, value)| (*name, value.as_slice()))
+                    .map(|(name, value)| (*name, value.as_ref()))
                     .collect();
                 let details = if reply.status == 403 {
                     "cors_preflight_denied"

@@ -6,6 +6,7 @@ use cors_proxy_wasm::engine::{
     RouteFacts, Selection,
 };
 use cors_proxy_wasm::policy::{self, Config};
+use std::borrow::Cow;
 
 fn config(document: &str) -> Config {
     match policy::load(document) {
@@ -77,16 +78,16 @@ fn actual<'a>(method: &'a str, origin: Option<&'a str>) -> Request<'a> {
     }
 }
 
-fn decide_default(config: &Config, request: &Request) -> engine::Outcome {
+fn decide_default<'a>(config: &'a Config, request: &Request<'a>) -> engine::Outcome<'a> {
     engine::decide(config, &Selection::Policy(0), request)
 }
 
-fn reply(status: u16, headers: &[(&'static str, &str)]) -> Action {
+fn reply(status: u16, headers: &[(&'static str, &str)]) -> Action<'static> {
     Action::Reply(LocalReply {
         status,
         headers: headers
             .iter()
-            .map(|(n, v)| (*n, v.as_bytes().to_vec()))
+            .map(|(n, v)| (*n, Cow::Owned(v.as_bytes().to_vec())))
             .collect(),
     })
 }

@@ -88,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     assert_eq!(
-        header(ACAO).map(Vec::as_slice),
+        header(ACAO).map(AsRef::as_ref),
         Some(b"https://app.example.com".as_slice())
     );
     if let Some(value) = header(ACAH) {

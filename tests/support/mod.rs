@@ -73,11 +73,11 @@ pub fn shipped_envoy_yaml_on_free_ports() -> (String, BTreeMap<u16, u16>) {
         "filename: dist/cors_proxy_wasm.wasm",
         &format!("filename: {}", cors_wasm().display()),
     );
+    let shipped = [9901u16, 10000, 10001, 10002];
     let mut ports = BTreeMap::new();
-    for port in [9901u16, 10000, 10001, 10002] {
+    for (port, new) in shipped.into_iter().zip(free_ports(shipped.len())) {
         let needle = format!("port_value: {port}");
         assert!(config.contains(&needle), "envoy.yaml has no {needle}");
-        let new = free_port();
         config = config.replace(&needle, &format!("port_value: {new}"));
         ports.insert(port, new);
     }
@@ -87,6 +87,18 @@ pub fn shipped_envoy_yaml_on_free_ports() -> (String, BTreeMap<u16, u16>) {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
+}
+
+/// `n` distinct free ports: all are bound at once, so the kernel cannot hand out one twice (it
+/// may, and did, when ports are taken one after the other with `free_port`).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local_addr").port())
+        .collect()
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
