@@ -33,12 +33,13 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import common
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "bench"
@@ -108,15 +109,7 @@ def find_tool(name: str) -> str:
 
 
 def find_envoy() -> str:
-    env = os.environ.get("ENVOY_BIN")
-    if env:
-        if not os.path.isfile(env):
-            die(f"ENVOY_BIN={env} does not exist")
-        return env
-    found = sorted(glob.glob(str(ROOT / ".venv/lib/python3.*/site-packages/envoy/_bin/envoy")))
-    if not found:
-        die("Envoy not found: set ENVOY_BIN or run `make venv`")
-    return found[0]
+    return common.find_envoy(die)
 
 
 def wasm_file(var: str, default: Path, hint: str) -> Path:
@@ -128,16 +121,7 @@ def wasm_file(var: str, default: Path, hint: str) -> Path:
     return path
 
 
-def free_ports(count: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+free_ports = common.free_ports
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,7 +604,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=16)
-    p.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per listener")
+    p.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per listener (0: none)")
     p.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
     p.add_argument("--chart", default=str(ROOT / "bench" / "throughput.png"))
     p.add_argument("--no-report", action="store_true", help="only build/results.json")
@@ -665,7 +649,7 @@ def main() -> None:
         log("every variant answers every scenario as expected")
         scripts = {sc: lua_script(sc) for sc in SCENARIOS}
         warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
-        for v in VARIANTS:
+        for v in VARIANTS if args.warmup > 0 else ():
             run_wrk(ports[v], "actual GET", scripts["actual GET"], warm)
 
         runs: dict = {}

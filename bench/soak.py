@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import glob
 import http.client
 import json
 import os
@@ -35,6 +34,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import common
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "soak"
@@ -123,27 +124,10 @@ def log(message: str) -> None:
 
 
 def find_envoy() -> str:
-    env = os.environ.get("ENVOY_BIN")
-    if env:
-        if not os.path.isfile(env):
-            die(f"ENVOY_BIN={env} does not exist")
-        return env
-    found = sorted(glob.glob(str(ROOT / ".venv/lib/python3.*/site-packages/envoy/_bin/envoy")))
-    if not found:
-        die("Envoy not found: set ENVOY_BIN or run `make venv`")
-    return found[0]
+    return common.find_envoy(die)
 
 
-def free_ports(count: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+free_ports = common.free_ports
 
 
 def bootstrap(admin: int, front: int, upstream: int, wasm: Path) -> dict:
