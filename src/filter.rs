@@ -195,22 +195,19 @@ struct HostRouteFacts<'a> {
     virtual_host: Option<Option<Vec<u8>>>,
 }
 
-fn cached<'a>(slot: &'a mut Option<Option<Vec<u8>>>, path: &[&str]) -> Option<&'a [u8]> {
+fn cached<'a>(slot: &'a mut Option<Option<Vec<u8>>>, path: &[u8]) -> Option<&'a [u8]> {
     slot.get_or_insert_with(|| host::property(path)).as_deref()
 }
 
 impl RouteFacts for HostRouteFacts<'_> {
     fn metadata_policy(&mut self) -> Option<&[u8]> {
-        cached(
-            &mut self.metadata_policy,
-            &["xds", "route_metadata", "filter_metadata", "cors", "policy"],
-        )
+        cached(&mut self.metadata_policy, host::ROUTE_METADATA_POLICY)
     }
     fn route_name(&mut self) -> Option<&[u8]> {
-        cached(&mut self.route_name, &["xds", "route_name"])
+        cached(&mut self.route_name, host::ROUTE_NAME)
     }
     fn virtual_host(&mut self) -> Option<&[u8]> {
-        cached(&mut self.virtual_host, &["xds", "virtual_host_name"])
+        cached(&mut self.virtual_host, host::VIRTUAL_HOST_NAME)
     }
     fn authority(&mut self) -> Option<&[u8]> {
         self.headers

@@ -91,20 +91,19 @@ pub fn plugin_configuration() -> Vec<u8> {
     }
 }
 
-/// A property such as `xds.route_name`, as raw bytes; `None` when absent or on any error.
-pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    let mut serialized = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
-    for (i, part) in path.iter().enumerate() {
-        if i > 0 {
-            serialized.push(0);
-        }
-        serialized.extend_from_slice(part.as_bytes());
-    }
+// Property paths as the ABI takes them: the segments joined with NUL bytes.
+pub const ROUTE_METADATA_POLICY: &[u8] = b"xds\0route_metadata\0filter_metadata\0cors\0policy";
+pub const ROUTE_NAME: &[u8] = b"xds\0route_name";
+pub const VIRTUAL_HOST_NAME: &[u8] = b"xds\0virtual_host_name";
+
+/// A property (`path` NUL-separated, see [`ROUTE_NAME`]) as raw bytes; `None` when absent or on
+/// any error.
+pub fn property(path: &[u8]) -> Option<Vec<u8>> {
     let mut data = null_mut();
     let mut size = 0;
     // SAFETY: as above.
     unsafe {
-        if proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) != OK {
+        if proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) != OK {
             return None;
         }
         take_buffer(data, size)
