@@ -368,8 +368,9 @@ fn explain(policy_file: &Path, case: &Case) -> (Option<u16>, Vec<(String, String
     (status, headers)
 }
 
-fn run_per_route_example(file: &str, cases: &[Case]) {
-    // Envoy needs the built filter where the example names it (dist/, relative to the repo root).
+/// The Envoy binary, the built filter, and the filter where the shipped configs name it
+/// (`dist/`, relative to the repo root): fails loudly when any is missing.
+fn require_shipped_wasm() {
     let _ = envoy_bin();
     let _ = cors_wasm();
     let dist = repo_root().join("dist/cors_proxy_wasm.wasm");
@@ -378,6 +379,10 @@ fn run_per_route_example(file: &str, cases: &[Case]) {
         "{} is missing: run `make build`",
         dist.display()
     );
+}
+
+fn run_per_route_example(file: &str, cases: &[Case]) {
+    require_shipped_wasm();
 
     let text = read(&repo_root().join(file));
     assert!(text.contains("port_value: 10000") && text.contains("port_value: 9901"));
@@ -775,14 +780,7 @@ fn oci_layout_has_matching_digests_sizes_and_the_module() {
 /// name and the deny reason into Prometheus labels, with exactly these metric names.
 #[test]
 fn stats_tags_label_the_policy_and_the_deny_reason_in_prometheus() {
-    let _ = envoy_bin();
-    let _ = cors_wasm();
-    let dist = repo_root().join("dist/cors_proxy_wasm.wasm");
-    assert!(
-        dist.is_file(),
-        "{} is missing: run `make build`",
-        dist.display()
-    );
+    require_shipped_wasm();
     let dir = scratch_dir("stats-tags");
     let config = dir.join("envoy.yaml");
     let text = read(&repo_root().join("envoy/per-route/route-metadata.yaml"))
