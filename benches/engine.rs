@@ -3,7 +3,7 @@
 //! the response edits of an allowed actual request, and `policy::load` of a 10,000-origin policy
 //! (what `on_configure` does, natively).
 //!
-//! `cargo bench --bench engine` (the `bench` profile inherits the release profile: opt-level z,
+//! `cargo bench --bench engine` (the `bench` profile inherits the release profile: opt-level s,
 //! as shipped). The policy is the one `bench/run.py` gives Envoy.
 
 use std::hint::black_box;
