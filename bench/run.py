@@ -445,9 +445,19 @@ def ratio_rows(med: dict) -> list[dict]:
     return rows
 
 
+def bound(med: dict, scenario: str, baseline_rps: float) -> float | None:
+    if scenario == "actual GET":
+        return med["none"][scenario]["rps"] / baseline_rps
+    if scenario == "preflight allowed":
+        return med["native-1"][scenario]["rps"] / baseline_rps
+    return None
+
+
 def target_rows(med: dict) -> list[dict]:
-    """The targets against the average case; at 10,000 also against native's worst case (marked
-    `worst`, supplementary). `none_vs_baseline` is what a filter costing nothing would reach."""
+    """The targets against the average case; at 10,000 also against native's worst case
+    (supplementary). `bound` is the most any filter could reach against that baseline: on actual
+    GETs no filter at all ÷ baseline; on allowed preflights native-1 ÷ baseline (Envoy's own C++
+    local reply with a one-entry origin list); none for denied preflights (native proxies them)."""
     rows = []
     for size, scenarios, base, minimum in TARGETS:
         baselines = [f"native-{size}" if base == "native" else "empty"]
@@ -460,7 +470,7 @@ def target_rows(med: dict) -> list[dict]:
                 rows.append({"size": size, "scenario": scenario, "baseline": baseline,
                              "target": minimum, "got": got, "met": got >= minimum,
                              "empty_vs_baseline": med["empty"][scenario]["rps"] / b,
-                             "none_vs_baseline": med["none"][scenario]["rps"] / b})
+                             "bound": bound(med, scenario, b)})
     return rows
 
 
@@ -528,20 +538,21 @@ def markdown(results: dict) -> str:
         out.append(f"| {n:,} | " + " | ".join(cells) + " |")
     out += ["", "Targets of issue 5 (ours ÷ baseline, requests/s). The baseline `native-N` has the "
             f"allowed origin in the middle of its list (the average case); the `{WORST}` rows "
-            "(allowed origin last, native's worst case) are supplementary. The last two columns are "
-            "the empty wasm filter ÷ the same baseline (what a proxy-wasm filter doing nothing "
-            "reaches: the wasm floor) and no filter ÷ the same baseline (what a filter costing "
-            "nothing at all would reach: no target above it can be met).", "",
-            "| origins | scenario | baseline | target | measured | | empty ÷ baseline "
-            "| none ÷ baseline |",
+            "(allowed origin last, native's worst case) are supplementary. *Floor*: the empty wasm "
+            "filter ÷ the same baseline, what a proxy-wasm filter doing nothing reaches. *Bound*: "
+            "the most any filter could reach against that baseline, so a target above it cannot "
+            "be met in this set-up: on actual GETs no filter at all ÷ baseline; on allowed "
+            "preflights native-1 ÷ baseline (Envoy's own C++ local reply with a one-entry origin "
+            "list, i.e. an origin lookup that costs nothing).", "",
+            "| origins | scenario | baseline | target | measured | | floor | bound |",
             "|---|---|---|---|---|---|---|---|"]
     for t in results["targets"]:
         base = "native" if t["baseline"] == f"native-{t['size']}" else t["baseline"]
-        none = t.get("none_vs_baseline")
+        limit = t.get("bound")
         out.append(f"| {t['size']:,} | {t['scenario']} | {base} | ≥ {t['target']:.2f}× "
-                   f"| {t['got']:.2f}× | {'met' if t['met'] else '**not met**'} "
+                   f"| {t['got']:.3f}× | {'met' if t['met'] else '**not met**'} "
                    f"| {t['empty_vs_baseline']:.2f}× | "
-                   + (f"{none:.2f}× |" if none is not None else "– |"))
+                   + (f"{limit:.2f}× |" if limit is not None else "– |"))
     out += ["", "Per-run requests/s (to judge the noise):", "", "| filter | scenario | runs |",
             "|---|---|---|"]
     for v in VARIANTS:
