@@ -8,7 +8,9 @@
 //! - `p`: `proxy_get_header_map_pairs` of the request (one allocation);
 //! - `r`: `proxy_get_property("xds.route_metadata.filter_metadata.cors.policy")`;
 //! - `n`: `proxy_get_property("xds.route_name")`;
-//! - `w`: `proxy_replace_header_map_value` on the request.
+//! - `w`: `proxy_replace_header_map_value` on the request;
+//! - `l`: `proxy_send_local_response` (204, no headers), once whatever K: the floor of a wasm
+//!   filter that answers requests itself, like a preflight.
 //!
 //! `bench/ab.py` runs several probes side by side in one Envoy (see BENCHMARKS.md).
 
@@ -50,6 +52,16 @@ extern "C" {
         path_size: usize,
         return_data: *mut *mut u8,
         return_size: *mut usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
     ) -> u32;
 }
 
@@ -109,6 +121,15 @@ impl Context for ProbeHttp {}
 impl HttpContext for ProbeHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let (call, times) = PROBE.with(Cell::get);
+        if call == b'l' {
+            // An empty serialised header map: a u32 count of 0.
+            let headers = 0u32.to_le_bytes();
+            // SAFETY: pointers and lengths describe live slices.
+            unsafe {
+                proxy_send_local_response(204, b"probe".as_ptr(), 5, null_mut(), 0, headers.as_ptr(), 4, -1);
+            }
+            return Action::Pause;
+        }
         for _ in 0..times {
             let (mut data, mut size) = (null_mut(), 0);
             // SAFETY: pointers and lengths describe live slices; out-pointers are valid.
