@@ -8,7 +8,9 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use crate::policy::{Config, Mode, Policy, UnmatchedPreflights, UpstreamCorsHeaders};
+use crate::policy::{
+    Config, Mode, Policy, UnmatchedPreflights, UpstreamCorsHeaders, PREFLIGHT_VARY,
+};
 
 pub const ACAO: &str = "access-control-allow-origin";
 pub const ACAC: &str = "access-control-allow-credentials";
@@ -19,9 +21,6 @@ pub const ACMA: &str = "access-control-max-age";
 pub const ACAPN: &str = "access-control-allow-private-network";
 pub const VARY: &str = "vary";
 pub const DENY_REASON: &str = "cors-deny-reason";
-/// `Vary` of a preflight denied because its route names an unknown policy.
-const FAIL_CLOSED_VARY: &str =
-    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 /// What the filter reads of a request. Header values are raw bytes; repeated headers arrive
 /// joined with `,` (as Envoy hands them over).
@@ -289,7 +288,7 @@ pub fn decide<'a>(config: &'a Config, selection: &Selection, request: &Request<'
             let action = if request.is_preflight() {
                 Action::Reply(LocalReply {
                     status: 403,
-                    headers: vec![(VARY, Cow::Borrowed(FAIL_CLOSED_VARY.as_bytes()))],
+                    headers: vec![(VARY, Cow::Borrowed(PREFLIGHT_VARY.as_bytes()))],
                 })
             } else {
                 Action::Forward(ResponsePlan::StripCors)

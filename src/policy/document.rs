@@ -480,9 +480,9 @@ impl Walker {
             (Some(header_list.join(", ")), None)
         };
         let preflight_vary = if allow_private_network {
-            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network"
+            super::PREFLIGHT_VARY_PRIVATE_NETWORK
         } else {
-            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+            super::PREFLIGHT_VARY
         };
         Some(Policy {
             name: name.to_owned(),

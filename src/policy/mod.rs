@@ -61,6 +61,12 @@ pub type KeySet = HashSet<Box<[u8]>, BuildHasherDefault<KeyHasher>>;
 /// A map from byte strings looked up per request (see [`KeyHasher`]).
 pub type KeyMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<KeyHasher>>;
 
+/// `Vary` of every preflight reply (SPEC §3.1): the answer depends on all three request headers.
+pub const PREFLIGHT_VARY: &str =
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+/// [`PREFLIGHT_VARY`] of a policy with `allow_private_network`.
+pub const PREFLIGHT_VARY_PRIVATE_NETWORK: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network";
+
 /// One problem found in a policy document, at a JSON path such as
 /// `policies.partner.allow_origins[1]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
