@@ -20,6 +20,7 @@ import json
 import statistics
 from pathlib import Path
 
+import common
 import run as bench
 
 
@@ -74,7 +75,8 @@ def main() -> None:
     path = bench.BUILD / "ab.json"
     path.write_text(json.dumps(config, indent=1))
 
-    envoy = bench.Envoy(bench.find_envoy(), path, admin, bench.BUILD / "ab-envoy.log")
+    envoy = common.Envoy(bench.find_envoy(), path, admin, bench.BUILD / "ab-envoy.log", bench.die,
+                         cpu="0")
     runs: dict = {}
     try:
         envoy.wait_ready()

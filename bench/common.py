@@ -1,10 +1,16 @@
-"""What bench/run.py and bench/soak.py share: finding Envoy, and picking free loopback ports."""
+"""What bench/run.py, bench/ab.py and bench/soak.py share: finding Envoy, picking free loopback
+ports, and running one Envoy process."""
 
 from __future__ import annotations
 
 import glob
+import http.client
 import os
+import random
+import signal
 import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
@@ -35,3 +41,54 @@ def free_ports(count: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+class Envoy:
+    """One Envoy (`--concurrency 1`, a random `--base-id`, log to `log_path`), optionally pinned to
+    `cpu` with taskset. `die` is the caller's fatal-error function."""
+
+    def __init__(self, binary: str, config: Path, admin_port: int, log_path: Path,
+                 die: Callable[[str], NoReturn], cpu: str | None = None):
+        self.admin_port = admin_port
+        self.log_path = log_path
+        self.die = die
+        self.log_file = open(log_path, "w")
+        pin = ["taskset", "-c", cpu] if cpu is not None else []
+        self.proc = subprocess.Popen(
+            pin + [binary, "-c", str(config), "--concurrency", "1",
+                   "--base-id", str(random.randint(20000, 90000)), "-l", "info",
+                   "--disable-hot-restart"],
+            stdout=self.log_file, stderr=subprocess.STDOUT, cwd=ROOT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until the admin `/ready` answers 200; `die` if Envoy exits or the time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.die(f"Envoy exited with {self.proc.returncode}; log: {self.log_path}\n"
+                         + self.log_path.read_text()[-4000:])
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=1)
+                conn.request("GET", "/ready")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.die(f"Envoy not ready after {timeout:.0f} s; log: {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log_file.close()

@@ -30,9 +30,7 @@ import http.client
 import json
 import os
 import platform
-import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -285,51 +283,6 @@ def bootstrap(admin_port: int, upstream_port: int, ports: dict, ours: Path, empt
             ],
         },
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Envoy process
-# --------------------------------------------------------------------------------------------
-
-
-class Envoy:
-    def __init__(self, binary: str, config: Path, admin_port: int, log_path: Path):
-        self.admin_port = admin_port
-        self.log_path = log_path
-        base_id = random.randint(20000, 60000)
-        self.log_file = open(log_path, "w")
-        self.proc = subprocess.Popen(
-            ["taskset", "-c", "0", binary, "-c", str(config), "--concurrency", "1",
-             "--base-id", str(base_id), "-l", "info", "--disable-hot-restart"],
-            stdout=self.log_file, stderr=subprocess.STDOUT, cwd=ROOT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                die(f"Envoy exited with {self.proc.returncode}; log: {self.log_path}\n"
-                    + self.log_path.read_text()[-4000:])
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=1)
-                conn.request("GET", "/ready")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        die(f"Envoy not ready after {timeout:.0f} s; log: {self.log_path}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log_file.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -669,7 +622,7 @@ def main() -> None:
     log(f"Envoy config {config} ({config.stat().st_size:,} bytes); ours={ours} "
         f"({ours.stat().st_size:,} bytes), empty={empty} ({empty.stat().st_size:,} bytes)")
 
-    envoy = Envoy(envoy_bin, config, admin, BUILD / "envoy.log")
+    envoy = common.Envoy(envoy_bin, config, admin, BUILD / "envoy.log", die, cpu="0")
     try:
         t0 = time.monotonic()
         envoy.wait_ready()

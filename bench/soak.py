@@ -26,9 +26,7 @@ import datetime as dt
 import http.client
 import json
 import os
-import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -390,25 +388,10 @@ def main() -> None:
     config = BUILD / "envoy.json"
     config.write_text(json.dumps(bootstrap(admin, front, upstream, wasm), indent=1))
     log_path = BUILD / "envoy.log"
-    log_file = open(log_path, "w")
-    proc = subprocess.Popen(
-        [envoy_bin, "-c", str(config), "--concurrency", "1", "--base-id",
-         str(random.randint(60001, 90000)), "-l", "info", "--disable-hot-restart"],
-        stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    envoy = common.Envoy(envoy_bin, config, admin, log_path, die)
     wrk = None
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                die(f"Envoy exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
-            try:
-                if "LIVE" in admin_get(admin, "/ready"):
-                    break
-            except (OSError, SystemExit):
-                pass
-            if time.monotonic() > deadline:
-                die("Envoy not ready after 60 s")
-            time.sleep(0.2)
+        envoy.wait_ready(timeout=60)
 
         problems: list[str] = []
         for kind in KINDS:
@@ -417,9 +400,9 @@ def main() -> None:
         if problems:
             die("\n".join(problems))
 
-        start = {"time": dt.datetime.now(dt.timezone.utc), "rss_kib": rss_kib(proc.pid),
+        start = {"time": dt.datetime.now(dt.timezone.utc), "rss_kib": rss_kib(envoy.pid),
                  "memory": memory(admin), "stats": stats(admin)}
-        log(f"Envoy pid {proc.pid}, RSS {start['rss_kib']} KiB; wrk for {args.duration} s, "
+        log(f"Envoy pid {envoy.pid}, RSS {start['rss_kib']} KiB; wrk for {args.duration} s, "
             f"{len(KINDS)} request kinds")
         script = lua_script()
         wrk = subprocess.Popen(
@@ -439,7 +422,7 @@ def main() -> None:
                 checks += 1
                 if (why := check_kind(front, kind)):
                     problems.append(f"at {elapsed:.0f} s: {why}")
-            rss = rss_kib(proc.pid)
+            rss = rss_kib(envoy.pid)
             samples.append((elapsed, rss, memory(admin)["allocated"]))
             if baseline_rss is None and elapsed >= args.warmup:
                 baseline_rss = rss
@@ -455,7 +438,7 @@ def main() -> None:
             die(f"wrk failed ({wrk.returncode}):\n{out}")
         w = json.loads(line[len("SOAK "):])
         time.sleep(1.2)  # counters are flushed from the VM every 500 ms
-        end = {"time": dt.datetime.now(dt.timezone.utc), "rss_kib": rss_kib(proc.pid),
+        end = {"time": dt.datetime.now(dt.timezone.utc), "rss_kib": rss_kib(envoy.pid),
                "memory": memory(admin), "stats": stats(admin)}
 
         # wrk's own accounting: socket errors none; every response in the class it was sent
@@ -486,13 +469,7 @@ def main() -> None:
     finally:
         if wrk is not None and wrk.poll() is None:
             wrk.kill()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log_file.close()
+        envoy.stop()
 
     secs = w["duration_us"] / 1e6
     rows = []
