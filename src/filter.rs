@@ -273,17 +273,12 @@ impl HttpContext for CorsHttp {
                 Action::Continue
             }
             engine::Action::Reply(reply) => {
-                let headers: Vec<(&str, &[u8])> = reply
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (*name, value.as_ref()))
-                    .collect();
                 let details = if reply.status == 403 {
                     "cors_preflight_denied"
                 } else {
                     "cors_preflight_allowed"
                 };
-                if host::send_local_response(reply.status, &headers, details) {
+                if host::send_local_response(reply.status, &reply.headers, details) {
                     self.replied = true;
                     Action::Pause
                 } else {

@@ -212,21 +212,21 @@ pub fn remove_response_header(name: &[u8]) -> bool {
     unsafe { proxy_remove_header_map_value(RESPONSE_HEADERS, name.as_ptr(), name.len()) == OK }
 }
 
-fn serialize_map(headers: &[(&str, &[u8])]) -> Vec<u8> {
+fn serialize_map<V: AsRef<[u8]>>(headers: &[(&str, V)]) -> Vec<u8> {
     let size = 4 + headers
         .iter()
-        .map(|(n, v)| 10 + n.len() + v.len())
+        .map(|(n, v)| 10 + n.len() + v.as_ref().len())
         .sum::<usize>();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
     for (name, value) in headers {
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.as_ref().len() as u32).to_le_bytes());
     }
     for (name, value) in headers {
         out.extend_from_slice(name.as_bytes());
         out.push(0);
-        out.extend_from_slice(value);
+        out.extend_from_slice(value.as_ref());
         out.push(0);
     }
     out
@@ -234,7 +234,11 @@ fn serialize_map(headers: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// Sends a local reply with an empty body. `details` shows in Envoy's access log
 /// (`%RESPONSE_CODE_DETAILS%`).
-pub fn send_local_response(status: u16, headers: &[(&str, &[u8])], details: &str) -> bool {
+pub fn send_local_response<V: AsRef<[u8]>>(
+    status: u16,
+    headers: &[(&str, V)],
+    details: &str,
+) -> bool {
     let serialized = serialize_map(headers);
     // SAFETY: as above.
     unsafe {
