@@ -486,13 +486,16 @@ impl OriginMatcher {
             return false;
         }
         // Try every proper suffix that starts after a dot, as long as the labels before it are
-        // well formed: at most ~127 lookups for the longest host name.
+        // well formed: at most ~127 lookups for the longest host name. Each label is checked once,
+        // as the scan passes it.
         let host = parts.host;
+        let mut label_start = 0;
         for (dot, _) in host.iter().enumerate().filter(|(_, &b)| b == b'.') {
-            if !valid_labels(&host[..dot]) {
+            if !valid_labels(&host[label_start..dot]) {
                 // A malformed label here is malformed for every longer prefix too.
                 return false;
             }
+            label_start = dot + 1;
             let Some(entries) = self.subdomains.get(&host[dot + 1..]) else {
                 continue;
             };
