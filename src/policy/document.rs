@@ -627,10 +627,9 @@ impl Walker {
         insecure_ok: bool,
     ) -> Vec<OriginPattern> {
         let mut patterns = Vec::with_capacity(texts.len());
-        let list = fields.get("allow_origins").and_then(Value::as_array);
         for (i, text) in texts.iter().enumerate() {
-            if list.and_then(|l| l.get(i)).is_some_and(|v| !v.is_string()) {
-                continue; // already reported
+            if not_a_string(fields, "allow_origins", i) {
+                continue; // already reported by string_list
             }
             let path = format!("{}[{i}]", fields.path("allow_origins"));
             let pattern = match origin::parse_pattern(text) {
@@ -665,11 +664,10 @@ impl Walker {
         texts: Vec<String>,
         credentials: bool,
     ) -> Vec<regex_lite::Regex> {
-        let list = fields.get("allow_origin_regexes").and_then(Value::as_array);
         let mut out = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
-            if list.and_then(|l| l.get(i)).is_some_and(|v| !v.is_string()) {
-                continue;
+            if not_a_string(fields, "allow_origin_regexes", i) {
+                continue; // already reported by string_list
             }
             let path = format!("{}[{i}]", fields.path("allow_origin_regexes"));
             let re = match origin::compile_regex(text) {
