@@ -118,6 +118,13 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Writes an Envoy bootstrap as `envoy.json` in `dir` and returns its path.
+fn write_config(dir: &Path, config: &Value) -> PathBuf {
+    let path = dir.join("envoy.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(config).expect("json")).expect("write config");
+    path
+}
+
 // ---------------------------------------------------------------------------------------------
 // Upstream
 // ---------------------------------------------------------------------------------------------
@@ -619,12 +626,7 @@ impl EnvoyBuilder {
         let upstream = Upstream::start();
         let config = self.bootstrap(upstream.port, free_port());
         let dir = scratch_dir("envoy");
-        let config_path = dir.join("envoy.json");
-        std::fs::write(
-            &config_path,
-            serde_json::to_vec_pretty(&config).expect("json"),
-        )
-        .expect("write config");
+        let config_path = write_config(&dir, &config);
         Envoy::start_config(&config_path, &dir, Some(upstream))
     }
 
@@ -656,12 +658,7 @@ impl EnvoyBuilder {
                 "clusters": [cluster("upstream", upstream.port), cluster("dead", free_port())]
             }
         });
-        let config_path = dir.join("envoy.json");
-        std::fs::write(
-            &config_path,
-            serde_json::to_vec_pretty(&config).expect("json"),
-        )
-        .expect("write config");
+        let config_path = write_config(&dir, &config);
         let mut envoy = Envoy::start_config(&config_path, &dir, Some(upstream));
         envoy.dynamic = Some(dynamic);
         envoy
@@ -672,12 +669,7 @@ impl EnvoyBuilder {
     pub fn start_expect_failure(self) -> (ExitStatus, String) {
         let config = self.bootstrap(free_port(), free_port());
         let dir = scratch_dir("envoy-fail");
-        let config_path = dir.join("envoy.json");
-        std::fs::write(
-            &config_path,
-            serde_json::to_vec_pretty(&config).expect("json"),
-        )
-        .expect("write config");
+        let config_path = write_config(&dir, &config);
         run_expect_failure(&config_path, &dir)
     }
 
