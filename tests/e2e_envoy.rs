@@ -630,6 +630,7 @@ fn route_metadata_selects_policy() {
     r.assert_status(403);
     assert!(!r.is_upstream_answer(), "{r}");
     r.assert_no_cors();
+    r.assert_header("vary", PREFLIGHT_VARY);
     let r = envoy.send(&Req::get(&up_path("/missing/x", upstream_acao)).origin(ORIGIN));
     r.assert_status(200);
     r.assert_no_cors();
