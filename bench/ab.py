@@ -27,7 +27,7 @@ import run as bench
 def listener(name: str, spec: str, port: int, origins: int, direct: bool) -> dict:
     if spec in ("none", "native"):
         variant = "none" if spec == "none" else f"native-{origins}"
-        out = bench.variant_listener(variant, port, Path("-"), Path("-"))
+        out = bench.variant_listener(variant, port, {})
     else:
         path, sep, config = spec.partition("@")
         wasm = bench.wasm_file("-", Path(path), "a .wasm file")
@@ -68,7 +68,8 @@ def main() -> None:
 
     bench.BUILD.mkdir(parents=True, exist_ok=True)
     admin, upstream, *ports = bench.free_ports(2 + len(specs))
-    config = bench.bootstrap(admin, upstream, dict.fromkeys(bench.VARIANTS, 0), Path("-"), Path("-"))
+    config = bench.bootstrap(admin, upstream, dict.fromkeys(bench.VARIANTS, 0),
+                             dict.fromkeys(("ours", "empty", bench.SPEC_CALLS), Path("-")))
     config["static_resources"]["listeners"] = config["static_resources"]["listeners"][:1] + [
         listener(name, spec, port, args.origins, args.direct)
         for (name, spec), port in zip(specs, ports)]

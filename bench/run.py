@@ -7,7 +7,8 @@ listener of the same Envoy answering with a direct_response), so every measured 
 real proxied request. wrk (pinned with `taskset -c 1`) drives each (filter, scenario) in turn,
 filters alternating within a scenario, for --rounds rounds; the figures are medians.
 
-Variants: none | native-{1,1000,10000} | empty (an empty proxy-wasm filter: the wasm floor) |
+Variants: none | native-{1,1000,10000} | native-10000-last | empty (an empty proxy-wasm filter:
+the wasm floor) | spec-calls (only the host calls SPEC requires, nothing decided) |
 ours-{1,1000,10000}. Scenarios: non-CORS GET, allowed actual GET, allowed preflight, denied
 preflight.
 
@@ -16,8 +17,9 @@ BENCHMARKS.md (between the `bench:results` markers). Usage (normally through `ma
 
     .venv/bin/python bench/run.py [--rounds 4] [--duration 5] [--connections 16]
 
-Environment: ENVOY_BIN, CORS_WASM, EMPTY_WASM (defaults: the project venv's Envoy,
-dist/cors_proxy_wasm.wasm, bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm).
+Environment: ENVOY_BIN, CORS_WASM, EMPTY_WASM, SPEC_CALLS_WASM (defaults: the project venv's
+Envoy, dist/cors_proxy_wasm.wasm, bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm,
+bench/spec-calls/target/wasm32-wasip1/release/spec_calls.wasm).
 Any missing tool or a variant answering differently than expected is a hard error.
 """
 
@@ -74,11 +76,14 @@ SCENARIOS = {
 # matchers (the `native-N` lists have it in the middle, the average case). Ours is a hash lookup,
 # so the position does not matter to it.
 WORST = "native-10000-last"
+# `spec-calls`: bench/spec-calls, a filter making exactly our host calls for this policy with
+# fixed answers, i.e. the most any filter that follows SPEC reaches through this host.
+SPEC_CALLS = "spec-calls"
 VARIANTS = (
     ["none"]
     + [f"native-{n}" for n in SIZES]
     + [WORST]
-    + ["empty"]
+    + ["empty", SPEC_CALLS]
     + [f"ours-{n}" for n in SIZES]
 )
 
@@ -205,7 +210,8 @@ def listener(name: str, port: int, virtual_host: dict, filters: list[dict]) -> d
     }
 
 
-def variant_listener(variant: str, port: int, ours: Path, empty: Path) -> dict:
+def variant_listener(variant: str, port: int, modules: dict[str, Path]) -> dict:
+    """The listener of `variant`; `modules` holds the .wasm paths `ours`, `empty`, `spec-calls`."""
     vhost = {
         "name": variant,
         "domains": ["*"],
@@ -214,7 +220,9 @@ def variant_listener(variant: str, port: int, ours: Path, empty: Path) -> dict:
     filters: list[dict] = []
     kind, _, size = variant.partition("-")
     size, _, position = size.partition("-")
-    if kind == "native":
+    if variant == SPEC_CALLS:
+        filters = [wasm_filter(SPEC_CALLS, modules[SPEC_CALLS], ALLOWED)]
+    elif kind == "native":
         filters = [
             {
                 "name": "envoy.filters.http.cors",
@@ -225,13 +233,13 @@ def variant_listener(variant: str, port: int, ours: Path, empty: Path) -> dict:
         ]
         vhost["typed_per_filter_config"] = {"envoy.filters.http.cors": native_policy(int(size), position == "last")}
     elif kind == "empty":
-        filters = [wasm_filter("empty", empty, "")]
+        filters = [wasm_filter("empty", modules["empty"], "")]
     elif kind == "ours":
-        filters = [wasm_filter(variant, ours, our_policy(int(size)))]
+        filters = [wasm_filter(variant, modules["ours"], our_policy(int(size)))]
     return listener(variant, port, vhost, filters)
 
 
-def bootstrap(admin_port: int, upstream_port: int, ports: dict, ours: Path, empty: Path) -> dict:
+def bootstrap(admin_port: int, upstream_port: int, ports: dict, modules: dict[str, Path]) -> dict:
     upstream_vhost = {
         "name": "upstream",
         "domains": ["*"],
@@ -248,7 +256,7 @@ def bootstrap(admin_port: int, upstream_port: int, ports: dict, ours: Path, empt
         },
         "static_resources": {
             "listeners": [listener("upstream", upstream_port, upstream_vhost, [])]
-            + [variant_listener(v, ports[v], ours, empty) for v in VARIANTS],
+            + [variant_listener(v, ports[v], modules) for v in VARIANTS],
             "clusters": [
                 {
                     "name": "upstream",
@@ -292,7 +300,7 @@ def bootstrap(admin_port: int, upstream_port: int, ports: dict, ours: Path, empt
 
 def expected(variant: str, scenario: str) -> tuple[int, str | None]:
     """(status, Access-Control-Allow-Origin) each variant must answer with."""
-    kind = variant.partition("-")[0]
+    kind = "ours" if variant == SPEC_CALLS else variant.partition("-")[0]
     if kind in ("none", "empty") or scenario == "non-cors GET":
         return 200, None
     if scenario == "preflight denied":
@@ -423,6 +431,8 @@ def target_rows(med: dict) -> list[dict]:
                 rows.append({"size": size, "scenario": scenario, "baseline": baseline,
                              "target": minimum, "got": got, "met": got >= minimum,
                              "empty_vs_baseline": med["empty"][scenario]["rps"] / b,
+                             "spec_calls_vs_baseline": (med[SPEC_CALLS][scenario]["rps"] / b
+                                                        if SPEC_CALLS in med else None),
                              "bound": bound(med, scenario, b)})
     return rows
 
@@ -442,7 +452,8 @@ def chart(med: dict, path: Path, title: str) -> None:
     scenarios = list(SCENARIOS)
     width = 0.8 / len(VARIANTS)
     colors = {"none": "#888888", "native-1": "#9ecae1", "native-1000": "#4292c6",
-              "native-10000": "#08519c", WORST: "#08306b", "empty": "#bbbbbb", "ours-1": "#a1d99b",
+              "native-10000": "#08519c", WORST: "#08306b", "empty": "#bbbbbb",
+              SPEC_CALLS: "#fdae6b", "ours-1": "#a1d99b",
               "ours-1000": "#41ab5d", "ours-10000": "#006d2c"}
     fig, ax = plt.subplots(figsize=(12, 5.5))
     for i, variant in enumerate(VARIANTS):
@@ -492,20 +503,23 @@ def markdown(results: dict) -> str:
     out += ["", "Targets of issue 5 (ours ÷ baseline, requests/s). The baseline `native-N` has the "
             f"allowed origin in the middle of its list (the average case); the `{WORST}` rows "
             "(allowed origin last, native's worst case) are supplementary. *Floor*: the empty wasm "
-            "filter ÷ the same baseline, what a proxy-wasm filter doing nothing reaches. *Bound*: "
+            "filter ÷ the same baseline, what a proxy-wasm filter doing nothing reaches. *SPEC "
+            "calls*: `spec-calls` ÷ the same baseline, a filter making exactly our host calls for "
+            "this policy with fixed answers and no policy engine, i.e. the most a proxy-wasm "
+            "filter that follows SPEC reaches through this host. *Bound*: "
             "the most any filter could reach against that baseline, so a target above it cannot "
             "be met in this set-up: on actual GETs no filter at all ÷ baseline; on allowed "
             "preflights native-1 ÷ baseline (Envoy's own C++ local reply with a one-entry origin "
             "list, i.e. an origin lookup that costs nothing).", "",
-            "| origins | scenario | baseline | target | measured | | floor | bound |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| origins | scenario | baseline | target | measured | | floor | SPEC calls | bound |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for t in results["targets"]:
         base = "native" if t["baseline"] == f"native-{t['size']}" else t["baseline"]
         limit = t.get("bound")
         out.append(f"| {t['size']:,} | {t['scenario']} | {base} | ≥ {t['target']:.2f}× "
                    f"| {t['got']:.3f}× | {'met' if t['met'] else '**not met**'} "
-                   f"| {t['empty_vs_baseline']:.2f}× | "
-                   + (f"{limit:.2f}× |" if limit is not None else "– |"))
+                   f"| {t['empty_vs_baseline']:.2f}× | {ratio_cell(t.get('spec_calls_vs_baseline'))} "
+                   + ratio_cell(limit))
     out += ["", "Per-run requests/s (to judge the noise):", "", "| filter | scenario | runs |",
             "|---|---|---|"]
     for v in VARIANTS:
@@ -513,7 +527,8 @@ def markdown(results: dict) -> str:
             out.append(f"| {v} | {sc} | {', '.join(f'{x:,}' for x in med[v][sc]['rps_runs'])} |")
     out += ["", "![throughput](bench/throughput.png)", "",
             f"Module sizes loaded in this run: ours {results['wasm_bytes']['ours']:,} bytes, "
-            f"empty filter {results['wasm_bytes']['empty']:,} bytes.", ""]
+            f"empty filter {results['wasm_bytes']['empty']:,} bytes, spec-calls "
+            f"{results['wasm_bytes'][SPEC_CALLS]:,} bytes.", ""]
     if results["criterion"]:
         out += ["Engine (criterion medians, `cargo bench --bench engine`, native, bench profile "
                 "= release profile):", "", "| benchmark | median | measured |", "|---|---|---|"]
@@ -524,6 +539,10 @@ def markdown(results: dict) -> str:
             "thread, twice, then on the worker):", "", "```"] + results["configure_log"] + [
             "```", "", MARK_END]
     return "\n".join(out)
+
+
+def ratio_cell(ratio: float | None) -> str:
+    return f"{ratio:.2f}× |" if ratio is not None else "– |"
 
 
 def fmt_ns(ns: float) -> str:
@@ -613,14 +632,18 @@ def main() -> None:
     empty = wasm_file("EMPTY_WASM",
                       ROOT / "bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm",
                       "run `make bench`, which builds bench/empty-filter")
+    spec_calls = wasm_file("SPEC_CALLS_WASM",
+                           ROOT / "bench/spec-calls/target/wasm32-wasip1/release/spec_calls.wasm",
+                           "run `make bench`, which builds bench/spec-calls")
+    modules = {"ours": ours, "empty": empty, SPEC_CALLS: spec_calls}
     BUILD.mkdir(parents=True, exist_ok=True)
 
     admin, upstream, *rest = free_ports(2 + len(VARIANTS))
     ports = dict(zip(VARIANTS, rest))
     config = BUILD / "envoy-bench.json"
-    config.write_text(json.dumps(bootstrap(admin, upstream, ports, ours, empty), indent=1))
-    log(f"Envoy config {config} ({config.stat().st_size:,} bytes); ours={ours} "
-        f"({ours.stat().st_size:,} bytes), empty={empty} ({empty.stat().st_size:,} bytes)")
+    config.write_text(json.dumps(bootstrap(admin, upstream, ports, modules), indent=1))
+    log(f"Envoy config {config} ({config.stat().st_size:,} bytes); "
+        + ", ".join(f"{k}={m} ({m.stat().st_size:,} bytes)" for k, m in modules.items()))
 
     envoy = common.Envoy(envoy_bin, config, admin, BUILD / "envoy.log", die, cpu="0")
     try:
@@ -667,7 +690,7 @@ def main() -> None:
                  "connections": args.connections},
         "load": loads,
         "load_after": load_after,
-        "wasm_bytes": {"ours": ours.stat().st_size, "empty": empty.stat().st_size},
+        "wasm_bytes": {k: m.stat().st_size for k, m in modules.items()},
         "medians": med,
         "ratios": ratio_rows(med),
         "targets": target_rows(med),
