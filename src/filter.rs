@@ -239,11 +239,13 @@ impl HttpContext for CorsHttp {
         if let engine::Selection::Unknown(name) = &selection {
             state.log_unknown_once(name);
         }
-        let method = headers.get(b":method");
-        let origin = headers.get(b"origin");
-        let acrm = headers.get(b"access-control-request-method");
-        let acrh = headers.get(b"access-control-request-headers");
-        let acrpn = headers.get(b"access-control-request-private-network");
+        let [method, origin, acrm, acrh, acrpn] = headers.values([
+            b":method",
+            b"origin",
+            b"access-control-request-method",
+            b"access-control-request-headers",
+            b"access-control-request-private-network",
+        ]);
         let request = Request {
             method: method.as_deref().unwrap_or_default(),
             origin: origin.as_deref(),

@@ -5,6 +5,7 @@
 //! the worker. Here every call returns an `Option`/`bool`, every value is bytes, and the
 //! serialised header maps are parsed with bounds checks.
 
+use std::borrow::Cow;
 use std::ptr::null_mut;
 
 /// `proxy_status_t::Ok`.
@@ -126,8 +127,10 @@ impl HeaderMap {
             let bytes = buffer.get(at..at.checked_add(4)?)?;
             Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
         };
-        let mut entries = Vec::new();
         let count = read_u32(0).unwrap_or(0);
+        // Each entry takes at least 10 bytes (two sizes, two NULs): no reallocation, and no
+        // trusting a count the buffer cannot hold.
+        let mut entries = Vec::with_capacity(count.min(buffer.len() / 10));
         let mut data = 4usize.saturating_add(count.saturating_mul(8));
         for i in 0..count {
             let (Some(name_len), Some(value_len)) = (read_u32(4 + i * 8), read_u32(8 + i * 8))
@@ -155,19 +158,36 @@ impl HeaderMap {
         })
     }
 
-    /// The value of a (lower-case) header; several headers of that name joined with `,`.
-    pub fn get(&self, name: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-        let mut values = self.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
-        let first = values.next()?.1;
-        let Some(second) = values.next() else {
-            return Some(std::borrow::Cow::Borrowed(first));
-        };
-        let mut joined = first.to_vec();
-        for (_, value) in std::iter::once(second).chain(values) {
-            joined.push(b',');
-            joined.extend_from_slice(value);
+    /// The values of several (lower-case) headers, read in one pass over the map: entry `i` is
+    /// the value of `names[i]`, several headers of that name joined with `,`.
+    pub fn values<const N: usize>(&self, names: [&[u8]; N]) -> [Option<Cow<'_, [u8]>>; N] {
+        let mut found: [Option<Cow<'_, [u8]>>; N] = std::array::from_fn(|_| None);
+        for &(ns, nl, vs, vl) in &self.entries {
+            let Some(name) = self.buffer.get(ns..ns + nl) else {
+                continue;
+            };
+            let Some(slot) = names
+                .iter()
+                .position(|&wanted| {
+                    // Envoy hands names over in lower case: the byte comparison decides.
+                    wanted.len() == nl && (wanted == name || wanted.eq_ignore_ascii_case(name))
+                })
+                .and_then(|i| found.get_mut(i))
+            else {
+                continue;
+            };
+            let value = self.buffer.get(vs..vs + vl).unwrap_or_default();
+            *slot = Some(match slot.take() {
+                None => Cow::Borrowed(value),
+                Some(first) => {
+                    let mut joined = first.into_owned();
+                    joined.push(b',');
+                    joined.extend_from_slice(value);
+                    Cow::Owned(joined)
+                }
+            });
         }
-        Some(std::borrow::Cow::Owned(joined))
+        found
     }
 }
 
