@@ -862,3 +862,37 @@ fn stats_tags_label_the_policy_and_the_deny_reason_in_prometheus() {
     expected.sort();
     assert_eq!(got, expected);
 }
+
+/// The README's WasmPlugin example pins the manifest digest that its `make oci` example prints
+/// (both change with every new module, and the pin was once left behind).
+#[test]
+fn readme_oci_example_pins_the_manifest_it_prints() {
+    let readme = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
+    let printed: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| {
+            l.split_once(", manifest sha256:")
+                .map(|(_, hex)| hex.trim())
+        })
+        .collect();
+    let pinned: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("sha256: "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        printed.len(),
+        1,
+        "one `make oci` example output in README.md: {printed:?}"
+    );
+    assert_eq!(
+        pinned.len(),
+        1,
+        "one WasmPlugin sha256 pin in README.md: {pinned:?}"
+    );
+    assert_eq!(printed[0].len(), 64, "a sha256 hex digest: {}", printed[0]);
+    assert_eq!(
+        pinned[0], printed[0],
+        "README.md: the WasmPlugin pin is not the printed manifest"
+    );
+}
