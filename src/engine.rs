@@ -440,7 +440,8 @@ fn check_preflight<'a>(
 fn check_request_headers<'a>(policy: &'a Policy, acrh: &[u8]) -> Option<Cow<'a, [u8]>> {
     let echo = policy.allow_headers_value.is_none();
     let mut echoed: Vec<u8> = Vec::new();
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    // Only when echoing; created on the first name (no hasher set-up on the common path).
+    let mut seen: Option<HashSet<Vec<u8>>> = None;
     let mut authorization_requested = false;
     let mut any_name = false;
     // Names are lower-cased into `short` (no allocation) or, when longer, into `long`.
@@ -472,12 +473,15 @@ fn check_request_headers<'a>(policy: &'a Policy, acrh: &[u8]) -> Option<Cow<'a, 
         }
         any_name = true;
         authorization_requested |= lower == b"authorization";
-        if echo && !seen.contains(lower) {
-            if !echoed.is_empty() {
-                echoed.extend_from_slice(b", ");
+        if echo {
+            let seen = seen.get_or_insert_with(HashSet::new);
+            if !seen.contains(lower) {
+                if !echoed.is_empty() {
+                    echoed.extend_from_slice(b", ");
+                }
+                echoed.extend_from_slice(lower);
+                seen.insert(lower.to_vec());
             }
-            echoed.extend_from_slice(lower);
-            seen.insert(lower.to_vec());
         }
     }
     if !any_name {
