@@ -20,50 +20,9 @@ use std::ptr::null_mut;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
-extern "C" {
-    fn proxy_get_buffer_bytes(
-        buffer_type: u32,
-        start: usize,
-        max_size: usize,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-    ) -> u32;
-    fn proxy_get_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-    ) -> u32;
-    fn proxy_get_header_map_pairs(
-        map_type: u32,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-    ) -> u32;
-    fn proxy_replace_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
-    fn proxy_get_property(
-        path_data: *const u8,
-        path_size: usize,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-    ) -> u32;
-    fn proxy_send_local_response(
-        status_code: u32,
-        status_code_details_data: *const u8,
-        status_code_details_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        grpc_status: i32,
-    ) -> u32;
-}
+#[path = "../../../src/abi.rs"]
+mod abi;
+use abi::*;
 
 const REQUEST_HEADERS: u32 = 0;
 const PLUGIN_CONFIGURATION: u32 = 7;
@@ -99,7 +58,9 @@ impl RootContext for ProbeRoot {
             // SAFETY: as in `release`.
             let config = unsafe { Vec::from_raw_parts(data, size, size) };
             let call = config.first().copied().unwrap_or(b'0');
-            let times = config.get(1).map_or(1, |d| usize::from(d.wrapping_sub(b'0') % 10));
+            let times = config
+                .get(1)
+                .map_or(1, |d| usize::from(d.wrapping_sub(b'0') % 10));
             PROBE.with(|p| p.set((call, times)));
         }
         true
@@ -126,7 +87,16 @@ impl HttpContext for ProbeHttp {
             let headers = 0u32.to_le_bytes();
             // SAFETY: pointers and lengths describe live slices.
             unsafe {
-                proxy_send_local_response(204, b"probe".as_ptr(), 5, null_mut(), 0, headers.as_ptr(), 4, -1);
+                proxy_send_local_response(
+                    204,
+                    b"probe".as_ptr(),
+                    5,
+                    null_mut(),
+                    0,
+                    headers.as_ptr(),
+                    4,
+                    -1,
+                );
             }
             return Action::Pause;
         }
@@ -136,10 +106,22 @@ impl HttpContext for ProbeHttp {
             unsafe {
                 match call {
                     b'v' => {
-                        proxy_get_header_map_value(REQUEST_HEADERS, b"origin".as_ptr(), 6, &mut data, &mut size);
+                        proxy_get_header_map_value(
+                            REQUEST_HEADERS,
+                            b"origin".as_ptr(),
+                            6,
+                            &mut data,
+                            &mut size,
+                        );
                     }
                     b'm' => {
-                        proxy_get_header_map_value(REQUEST_HEADERS, b"x-missing".as_ptr(), 9, &mut data, &mut size);
+                        proxy_get_header_map_value(
+                            REQUEST_HEADERS,
+                            b"x-missing".as_ptr(),
+                            9,
+                            &mut data,
+                            &mut size,
+                        );
                     }
                     b'p' => {
                         proxy_get_header_map_pairs(REQUEST_HEADERS, &mut data, &mut size);
@@ -153,7 +135,13 @@ impl HttpContext for ProbeHttp {
                         proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size);
                     }
                     b'w' => {
-                        proxy_replace_header_map_value(REQUEST_HEADERS, b"x-probe".as_ptr(), 7, b"1".as_ptr(), 1);
+                        proxy_replace_header_map_value(
+                            REQUEST_HEADERS,
+                            b"x-probe".as_ptr(),
+                            7,
+                            b"1".as_ptr(),
+                            1,
+                        );
                     }
                     _ => {}
                 }
