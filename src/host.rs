@@ -114,21 +114,18 @@ impl HeaderMap {
     /// the value of `names[i]`, several headers of that name joined with `,`.
     pub fn values<const N: usize>(&self, names: [&[u8]; N]) -> [Option<Cow<'_, [u8]>>; N] {
         let mut found: [Option<Cow<'_, [u8]>>; N] = std::array::from_fn(|_| None);
-        for &(ns, nl, vs, vl) in &self.entries {
-            let Some(name) = self.buffer.get(ns..ns + nl) else {
-                continue;
-            };
+        for (name, value) in self.iter() {
             let Some(slot) = names
                 .iter()
                 .position(|&wanted| {
                     // Envoy hands names over in lower case: the byte comparison decides.
-                    wanted.len() == nl && (wanted == name || wanted.eq_ignore_ascii_case(name))
+                    wanted.len() == name.len()
+                        && (wanted == name || wanted.eq_ignore_ascii_case(name))
                 })
                 .and_then(|i| found.get_mut(i))
             else {
                 continue;
             };
-            let value = self.buffer.get(vs..vs + vl).unwrap_or_default();
             *slot = Some(match slot.take() {
                 None => Cow::Borrowed(value),
                 Some(first) => {
