@@ -182,29 +182,21 @@ pub fn remove_response_header(name: &[u8]) -> bool {
 }
 
 fn serialize_map<V: AsRef<[u8]>>(headers: &[(&str, V)]) -> Vec<u8> {
-    // One allocation of the exact size, filled in place: the sizes table, then each
-    // `name\0value\0`.
     let size = 4 + headers
         .iter()
         .map(|(n, v)| 10 + n.len() + v.as_ref().len())
         .sum::<usize>();
-    let mut out = vec![0u8; size];
-    let mut put = |at: usize, bytes: &[u8]| -> usize {
-        let end = at + bytes.len();
-        if let Some(slot) = out.get_mut(at..end) {
-            slot.copy_from_slice(bytes);
-        }
-        end
-    };
-    let mut table = put(0, &(headers.len() as u32).to_le_bytes());
-    let mut data = 4 + 8 * headers.len();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
     for (name, value) in headers {
-        let value = value.as_ref();
-        table = put(table, &(name.len() as u32).to_le_bytes());
-        table = put(table, &(value.len() as u32).to_le_bytes());
-        // The NUL after each is already there (zeroed buffer).
-        data = put(data, name.as_bytes()) + 1;
-        data = put(data, value) + 1;
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.as_ref().len() as u32).to_le_bytes());
+    }
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value.as_ref());
+        out.push(0);
     }
     out
 }
