@@ -380,6 +380,27 @@ fn safelisted_methods_are_always_allowed() {
 }
 
 #[test]
+fn empty_allow_methods_allows_only_safelisted_methods_and_sends_no_allow_methods() {
+    let config = config(r#"{"allow_origins": ["https://app.example.com"], "allow_methods": []}"#);
+    let outcome = decide_default(&config, &preflight(APP, "POST", None));
+    assert_eq!(
+        outcome.action,
+        reply(
+            204,
+            &[
+                ("access-control-allow-origin", APP),
+                ("vary", PREFLIGHT_VARY)
+            ]
+        )
+    );
+    let outcome = decide_default(&config, &preflight(APP, "PUT", None));
+    assert_eq!(
+        outcome.counter,
+        Some(Counter::PreflightDenied(DenyReason::Method))
+    );
+}
+
+#[test]
 fn request_header_list_parsing() {
     let config = config(RICH);
     for acrh in [

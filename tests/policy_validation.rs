@@ -40,7 +40,7 @@ fn valid_documents() {
         r#"{"allow_origins": ["*"], "expose_headers": ["*"], "allow_headers": ["*"], "allow_methods": ["*"]}"#,
         r#"{"allow_origins": ["null"]}"#,
         r#"{"allow_origins": [], "allow_origin_regexes": ["https://[a-z]+\\.example\\.com"]}"#,
-        r#"{"allow_origin_regexes": ["https://[a-z]+\\.example\\.com"], "allow_credentials": true}"#,
+        r#"{"allow_origins": [], "allow_origin_regexes": ["https://[a-z]+\\.example\\.com"], "allow_credentials": true}"#,
         r#"{"allow_origins": ["http://localhost:*", "http://127.0.0.1:3000", "http://[::1]:8080"], "allow_credentials": true}"#,
         r#"{"allow_origins": ["http://app.example.com"], "allow_credentials": true, "dangerously_allow_insecure_origins": true}"#,
         r#"{"allow_origins": ["https://a.example.com", "https://a.example.com"]}"#,
@@ -97,7 +97,12 @@ fn v1_syntax_types_and_unknown_fields() {
     );
     assert_errors(
         r#"{"allow_methods": ["GET"]}"#,
-        &["allow_origins: missing field allow_origins (required unless allow_origin_regexes is given)"],
+        &["allow_origins: missing field allow_origins"],
+    );
+    // SPEC §2.2: allow_origins is required even when regexes list the allowed origins.
+    assert_errors(
+        r#"{"allow_origin_regexes": ["https://[a-z]+\\.example\\.com"]}"#,
+        &["allow_origins: missing field allow_origins (required; give [] when allow_origin_regexes lists every allowed origin)"],
     );
     assert_errors(
         r#"{"allow_origins": []}"#,
@@ -109,6 +114,35 @@ fn v1_syntax_types_and_unknown_fields() {
             "unmatched_preflights: \"drop\": expected \"reject\" or \"forward\"",
             "upstream_cors_headers: expected \"replace\" or \"keep\", got a boolean",
             "mode: \"audit\": expected \"enforce\" or \"report\"",
+        ],
+    );
+}
+
+#[test]
+fn repeated_keys_are_errors_with_their_paths() {
+    let repeated = "repeated key: only its last value would count; write each key once";
+    assert_errors(
+        r#"{"allow_origins": ["https://a.example.com"], "allow_origins": ["https://b.example.com"]}"#,
+        &[&format!("allow_origins: {repeated}")],
+    );
+    // Every repeat, at any depth, together with the other errors of the document.
+    assert_errors(
+        r#"{"policies": {
+                "p": {"allow_origins": ["https://a.example.com"], "max_age": 1, "max_age": 99999},
+                "p": {"allow_origins": ["https://a.example.com"]}
+            },
+            "rules": [{"match": {"route": "r", "route": "s"}, "policy": "p"}]}"#,
+        &[
+            &format!("policies.p.max_age: {repeated}"),
+            &format!("policies.p: {repeated}"),
+            &format!("rules[0].match.route: {repeated}"),
+        ],
+    );
+    assert_errors(
+        r#"{"allow_origins": ["*"], "max_age": 1, "max_age": 99999}"#,
+        &[
+            &format!("max_age: {repeated}"),
+            "max_age: 99999 is out of range 0..=86400",
         ],
     );
 }
@@ -142,7 +176,7 @@ fn v1_full_form_names_and_references() {
             "policies.num: expected a policy object, got a number",
             "policies.off: \"off\" is reserved: it switches CORS off on a route",
             "policies.ok.allow_origin: unknown field",
-            "rules[0].policy: \"partnr\": no such policy (known: default, ok)",
+            "rules[0].policy: \"partnr\": no such policy (known: default, num, ok)",
             "rules[1].policy: \"off\": use null for no CORS handling in a rule",
             "rules[2].match.host: \"A.example.com\": write the host in lower case (hosts are matched case-insensitively)",
             "rules[2].match.path_prefix: \"api/\": a path prefix must start with /",
@@ -165,6 +199,27 @@ fn v1_full_form_names_and_references() {
         r#"{{"policies": {{"{}": {{"allow_origins": ["*"]}}}}}}"#,
         "p".repeat(64)
     ));
+    // A badly named policy's body is still checked, and a rule naming a policy whose body is
+    // not an object gets no second error.
+    assert_errors(
+        r#"{"policies": {
+            "a.b": {"allow_origins": ["https://a.example.com"], "zzz": 1},
+            "off": {"allow_origins": ["HTTPS://a.example.com"], "max_age": -5},
+            "p": 5
+        }, "rules": [{"match": {"route": "x"}, "policy": "p"}]}"#,
+        &[
+            "policies[\"a.b\"]: a policy name must match [A-Za-z0-9_-]{1,64}",
+            "policies[\"a.b\"].zzz: unknown field",
+            "policies.off: \"off\" is reserved: it switches CORS off on a route",
+            "policies.off.allow_origins[0]: \"HTTPS://a.example.com\": upper case is not allowed: browsers send the scheme in lower case and origins are compared byte-exact",
+            "policies.off.max_age: -5 is out of range 0..=86400",
+            "policies.p: expected a policy object, got a number",
+        ],
+    );
+    assert_errors(
+        r#"{"default": [], "rules": [{"match": {"route": "x"}, "policy": "default"}]}"#,
+        &["default: expected a policy object, got a list"],
+    );
     assert_errors(
         r#"{"rules": [{"match": {}, "policy": "default"}]}"#,
         &["rules[0].policy: \"default\": no such policy (known: none)"],
@@ -226,7 +281,7 @@ fn v2_origin_patterns() {
 fn v3_regexes() {
     assert_errors(
         &format!(
-            r#"{{"allow_origin_regexes": ["(", "{}"]}}"#,
+            r#"{{"allow_origins": [], "allow_origin_regexes": ["(", "{}"]}}"#,
             "a".repeat(1001)
         ),
         &[
@@ -235,7 +290,7 @@ fn v3_regexes() {
         ],
     );
     assert_errors(
-        r#"{"allow_credentials": true, "allow_origin_regexes": [".*", "https?://.*", "null|https://a\\.example\\.com", "https://[a-z]+\\.example\\.com"]}"#,
+        r#"{"allow_credentials": true, "allow_origins": [], "allow_origin_regexes": [".*", "https?://.*", "null|https://a\\.example\\.com", "https://[a-z]+\\.example\\.com"]}"#,
         &[
             "allow_origin_regexes[0]: \".*\": with allow_credentials: true this regex would admit any origin (it matches \"https://evil.invalid\")",
             "allow_origin_regexes[1]: \"https?://.*\": with allow_credentials: true this regex would admit any origin (it matches \"https://evil.invalid\")",
@@ -243,9 +298,9 @@ fn v3_regexes() {
         ],
     );
     // Without credentials, admitting any origin is the policy's business.
-    assert_valid(r#"{"allow_origin_regexes": [".*"]}"#);
+    assert_valid(r#"{"allow_origins": [], "allow_origin_regexes": [".*"]}"#);
     // A likely unescaped dot is a warning, not an error.
-    let document = r#"{"allow_origin_regexes": ["https://app.example.com"]}"#;
+    let document = r#"{"allow_origins": [], "allow_origin_regexes": ["https://app.example.com"]}"#;
     assert_valid(document);
     assert_eq!(
         warnings(document),
@@ -297,6 +352,18 @@ fn v5_ranges() {
     assert_errors(
         r#"{"allow_origins": ["*"], "max_age": 600.5}"#,
         &["max_age: expected an integer, got 600.5"],
+    );
+    // Whole numbers beyond i64 or beyond exact floats are out of range, not "not an integer".
+    assert_errors(
+        r#"{"allow_origins": ["*"], "max_age": 18446744073709551615, "preflight_status": 1e15}"#,
+        &[
+            "max_age: 18446744073709551615 is out of range 0..=86400",
+            "preflight_status: 1000000000000000.0 is out of range 200..=299",
+        ],
+    );
+    assert_errors(
+        r#"{"allow_origins": ["*"], "max_age": -1e300}"#,
+        &["max_age: -1e+300 is out of range 0..=86400"],
     );
 }
 

@@ -1,12 +1,14 @@
 //! Reads a policy document (SPEC §2) from JSON, validates it (rules V1–V7) and compiles it.
 //!
 //! The document is walked as a `serde_json::Value` rather than deserialised into structs, so that
-//! every problem is reported at once, each with the JSON path of the value at fault.
+//! every problem is reported at once, each with the JSON path of the value at fault. A key
+//! written twice in one object is one of those problems (`serde_json` alone would keep the last).
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use super::json;
 use super::origin::{self, OriginMatcher, OriginPattern};
 use super::token;
 use super::{
@@ -40,8 +42,16 @@ const CREDENTIALED_REGEX_PROBES: [&str; 3] =
 /// Loads a policy document: the compiled config, or every error with its JSON path.
 pub fn load(text: &str) -> Result<Loaded, Rejected> {
     let mut walker = Walker::default();
-    let config = match serde_json::from_str::<Value>(text) {
-        Ok(value) => walker.document(&value),
+    let config = match json::parse(text) {
+        Ok(parsed) => {
+            for path in parsed.repeated_keys {
+                walker.error(
+                    path,
+                    "repeated key: only its last value would count; write each key once",
+                );
+            }
+            walker.document(&parsed.value)
+        }
         Err(e) => {
             walker.error("$", format!("invalid JSON: {e}"));
             None
@@ -193,37 +203,51 @@ impl Walker {
                 by_name.insert("default".to_owned(), 0);
                 policies.push(self.policy(fields, "default", "default"));
             }
-            Some(other) => self.error(
-                "default",
-                format!("expected a policy object, got {}", kind(other)),
-            ),
+            Some(other) => {
+                self.error(
+                    "default",
+                    format!("expected a policy object, got {}", kind(other)),
+                );
+                // Known by name, so rules naming it report no second, misleading error.
+                default = Some(0);
+                by_name.insert("default".to_owned(), 0);
+                policies.push(None);
+            }
         }
         match map.get("policies") {
             None => {}
             Some(Value::Object(named)) => {
                 for (name, value) in named {
                     let path = policy_path(name);
-                    if name == "default" {
-                        self.error(path, "\"default\" is reserved: write the default policy as the top-level default");
-                        continue;
-                    }
-                    if name == "off" {
-                        self.error(path, "\"off\" is reserved: it switches CORS off on a route");
-                        continue;
-                    }
-                    if !is_valid_policy_name(name) {
-                        self.error(path, "a policy name must match [A-Za-z0-9_-]{1,64}");
-                        continue;
-                    }
-                    let Value::Object(fields) = value else {
-                        self.error(
-                            path,
-                            format!("expected a policy object, got {}", kind(value)),
-                        );
-                        continue;
+                    let name_error = if name == "default" {
+                        Some("\"default\" is reserved: write the default policy as the top-level default")
+                    } else if name == "off" {
+                        Some("\"off\" is reserved: it switches CORS off on a route")
+                    } else if !is_valid_policy_name(name) {
+                        Some("a policy name must match [A-Za-z0-9_-]{1,64}")
+                    } else {
+                        None
                     };
-                    by_name.insert(name.clone(), policies.len());
-                    policies.push(self.policy(fields, &path, name));
+                    if let Some(message) = name_error {
+                        self.error(path.clone(), message);
+                    }
+                    let body = match value {
+                        Value::Object(fields) => self.policy(fields, &path, name),
+                        other => {
+                            self.error(
+                                path,
+                                format!("expected a policy object, got {}", kind(other)),
+                            );
+                            None
+                        }
+                    };
+                    // A badly named policy's body is still checked (every error at once), but only
+                    // a valid name is known to rules; a valid name with a bad body is known, so
+                    // rules naming it get no second, misleading "no such policy".
+                    if name_error.is_none() {
+                        by_name.insert(name.clone(), policies.len());
+                        policies.push(body);
+                    }
                 }
             }
             Some(other) => self.error(
@@ -399,9 +423,13 @@ impl Walker {
         let regex_texts = self.string_list(&fields, "allow_origin_regexes");
         let has_regexes = regex_texts.as_ref().is_some_and(|r| !r.is_empty());
         match (&origin_texts, fields.get("allow_origins")) {
-            (_, None) if !has_regexes => self.error(
+            (_, None) => self.error(
                 fields.path("allow_origins"),
-                "missing field allow_origins (required unless allow_origin_regexes is given)",
+                if has_regexes {
+                    "missing field allow_origins (required; give [] when allow_origin_regexes lists every allowed origin)"
+                } else {
+                    "missing field allow_origins"
+                },
             ),
             (Some(list), Some(_)) if list.is_empty() && !has_regexes => self.error(
                 fields.path("allow_origins"),
@@ -533,13 +561,23 @@ impl Walker {
     /// counts as an integer.
     fn integer(&mut self, fields: &PolicyFields, field: &str, min: i64, max: i64) -> Option<i64> {
         let value = fields.get(field)?;
-        let number = match value {
-            Value::Number(n) => n.as_i64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
-                    .map(|f| f as i64)
-            }),
-            _ => None,
+        // A whole number too large for i64 (or a float beyond exact integers) is out of range.
+        let (number, whole) = match value {
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => (Some(i), true),
+                None => {
+                    let f = n.as_f64().unwrap_or(f64::NAN);
+                    let whole = n.is_u64() || (f.is_finite() && f.fract() == 0.0);
+                    (
+                        whole
+                            .then_some(f)
+                            .filter(|f| f.abs() < 1e15)
+                            .map(|f| f as i64),
+                        whole,
+                    )
+                }
+            },
+            _ => (None, false),
         };
         match number {
             Some(n) if (min..=max).contains(&n) => Some(n),
@@ -547,6 +585,13 @@ impl Walker {
                 self.error(
                     fields.path(field),
                     format!("{n} is out of range {min}..={max}"),
+                );
+                None
+            }
+            None if whole => {
+                self.error(
+                    fields.path(field),
+                    format!("{value} is out of range {min}..={max}"),
                 );
                 None
             }

@@ -2,6 +2,7 @@
 //! reported at once, each with its JSON path.
 
 pub mod document;
+mod json;
 pub mod origin;
 pub mod token;
 

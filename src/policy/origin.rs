@@ -88,7 +88,8 @@ fn split_authority(origin: &str) -> Option<(&str, &str, Option<&str>)> {
 
 /// Splits `host[:port]` (host may be a bracketed IPv6 literal).
 fn split_host_port(authority: &str) -> (&str, Option<&str>) {
-    if authority.starts_with('[') {
+    // `[…]` or, in a pattern, a wildcard over one (`*.[::1]`, refused later for what it is).
+    if authority.starts_with('[') || authority.starts_with("*.[") {
         if let Some(end) = authority.find(']') {
             let (host, rest) = authority.split_at(end + 1);
             return match rest.strip_prefix(':') {
@@ -159,6 +160,11 @@ pub fn parse_pattern(text: &str) -> Result<OriginPattern, String> {
     };
     if host.is_empty() {
         return Err("the host is empty".into());
+    }
+    if !host.contains('[') && host.contains(':') {
+        return Err(
+            "more than one ':': the port follows the host once (IPv6 hosts go in brackets)".into(),
+        );
     }
     if let Some(suffix) = host.strip_prefix("*.") {
         if suffix.contains('*') {
@@ -359,7 +365,18 @@ pub fn has_suspicious_dot(source: &str) -> bool {
                 i += 2;
                 continue;
             }
-            b'[' if !in_class => in_class = true,
+            b'[' if !in_class => {
+                in_class = true;
+                // A `]` right after `[` or `[^` is a literal, not the end of the class.
+                i += 1;
+                if bytes.get(i) == Some(&b'^') {
+                    i += 1;
+                }
+                if bytes.get(i) == Some(&b']') {
+                    i += 1;
+                }
+                continue;
+            }
             b']' if in_class => in_class = false,
             // A letter or digit that is itself escaped (`\d.x`) is a class, not a host name.
             b'.' if !in_class
@@ -642,6 +659,10 @@ mod tests {
             ("https://*example.com", "whole leading label"),
             ("https://**.example.com", "whole leading label"),
             ("https://*.127.0.0.1", "IP addresses"),
+            ("https://*.[::1]", "IP addresses"),
+            ("https://*.[::1]:*", "IP addresses"),
+            ("https://a.example.com:*:*", "more than one ':'"),
+            ("https://a.example.com:1:2", "more than one ':'"),
             ("https://[::0001]", "RFC 5952"),
             ("https://[2001:DB8::1]", "upper case"),
             ("https://[2001:db8:0:0:0:0:0:1]", "RFC 5952"),
@@ -777,6 +798,9 @@ mod tests {
         assert!(has_suspicious_dot("https://app.example.com"));
         assert!(!has_suspicious_dot(r"https://app\.example\.com"));
         assert!(!has_suspicious_dot(r"https://[a.b]\.example\.com"));
+        assert!(!has_suspicious_dot(r"https://[]a.b]\.example\.com"));
+        assert!(!has_suspicious_dot(r"https://[^]a.b]\.example\.com"));
+        assert!(has_suspicious_dot(r"https://[]x]a.example\.com"));
         assert!(!has_suspicious_dot(r"https://.*\.example\.com"));
     }
 

@@ -1,0 +1,154 @@
+//! Parses a policy document into a `serde_json::Value`, noting every object key that appears more
+//! than once. `serde_json` keeps the last value of a repeated key without a word; in a policy
+//! document a repeated key (two `allow_origins` lists) is almost always a mistake that would
+//! silently drop half of what the user wrote, so the walker reports each one as an error.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// The parsed document and the JSON paths of repeated keys, in document order.
+pub struct Parsed {
+    pub value: Value,
+    pub repeated_keys: Vec<String>,
+}
+
+/// Parses `text` like `serde_json::from_str::<Value>` (same errors, same nesting limit).
+pub fn parse(text: &str) -> Result<Parsed, serde_json::Error> {
+    let mut repeated_keys = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = Node {
+        path: String::new(),
+        repeated_keys: &mut repeated_keys,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(Parsed {
+        value,
+        repeated_keys,
+    })
+}
+
+/// The path of `key` inside the object at `path`, written as the walker writes paths
+/// (`policies.partner.allow_origins`, `policies["a b"]`).
+fn key_path(path: &str, key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    match (plain, path.is_empty()) {
+        (true, true) => key.to_owned(),
+        (true, false) => format!("{path}.{key}"),
+        (false, _) => format!("{path}[{}]", Value::String(key.to_owned())),
+    }
+}
+
+/// One value of the document, at `path`.
+struct Node<'a> {
+    path: String,
+    repeated_keys: &'a mut Vec<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        loop {
+            let item = Node {
+                path: format!("{}[{}]", self.path, items.len()),
+                repeated_keys: &mut *self.repeated_keys,
+            };
+            match seq.next_element_seed(item)? {
+                Some(value) => items.push(value),
+                None => return Ok(Value::Array(items)),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = key_path(&self.path, &key);
+            let value = map.next_value_seed(Node {
+                path: path.clone(),
+                repeated_keys: &mut *self.repeated_keys,
+            })?;
+            if object.insert(key, value).is_some() {
+                self.repeated_keys.push(path);
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_value_as_serde_json_and_repeated_keys_with_paths() {
+        let text = r#"{"a": [1, -2, 3.5, "x", null, true, {"b": {}}], "a b": {"c": 1, "c": 2},
+            "a": {"d": [{"e": 1, "e": 2}]}}"#;
+        let parsed = parse(text).unwrap();
+        let expected: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(parsed.value, expected);
+        assert_eq!(parsed.repeated_keys, [r#"["a b"].c"#, "a.d[0].e", "a"]);
+    }
+
+    #[test]
+    fn errors_are_serde_json_errors() {
+        for text in ["", "{", "[1,]", "{} x", "1e400", &"[".repeat(200)] {
+            let ours = parse(text).err().map(|e| e.to_string());
+            let theirs = serde_json::from_str::<Value>(text)
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(ours, theirs, "{text:?}");
+        }
+    }
+}
