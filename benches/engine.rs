@@ -131,6 +131,35 @@ fn adversarial(c: &mut Criterion) {
         let request = preflight(ALLOWED, Some(acrh));
         group.bench_function(name, |b| b.iter(|| decide(&config, black_box(&request))));
     }
+    // `allow_headers: ["*"]` with credentials echoes the requested names, de-duplicated.
+    let echo = match policy::load(&format!(
+        r#"{{"allow_origins": ["{}"], "allow_credentials": true, "allow_methods": ["PUT"], "allow_headers": ["*"]}}"#,
+        String::from_utf8_lossy(ALLOWED)
+    )) {
+        Ok(loaded) => loaded.config,
+        Err(rejected) => panic!("echo policy rejected: {:?}", rejected.errors),
+    };
+    // 50 KB of one short name repeated, and 50 KB of distinct names (x-0, x-1, …).
+    let repeated: &'static [u8] = "a,".repeat(25_000).into_bytes().leak();
+    let mut distinct = String::new();
+    for i in 0.. {
+        if distinct.len() >= 50_000 {
+            break;
+        }
+        distinct.push_str(&format!("x-{i},"));
+    }
+    let distinct: &'static [u8] = distinct.into_bytes().leak();
+    for (name, acrh) in [
+        ("echo_repeated_name_50KB", repeated),
+        ("echo_distinct_names_50KB", distinct),
+    ] {
+        let request = preflight(ALLOWED, Some(acrh));
+        let engine::Action::Reply(reply) = decide(&echo, &request).action else {
+            panic!("{name}: an allowed preflight is answered locally");
+        };
+        assert_eq!(reply.status, 204, "{name}: allowed");
+        group.bench_function(name, |b| b.iter(|| decide(&echo, black_box(&request))));
+    }
     group.finish();
 }
 

@@ -7,9 +7,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use crate::policy::{
-    Config, Mode, Policy, UnmatchedPreflights, UpstreamCorsHeaders, PREFLIGHT_VARY,
+    Config, Mode, NameSet, Policy, UnmatchedPreflights, UpstreamCorsHeaders, PREFLIGHT_VARY,
 };
 
 pub const ACAO: &str = "access-control-allow-origin";
@@ -443,8 +444,7 @@ fn check_preflight<'a>(
 fn check_request_headers<'a>(policy: &'a Policy, acrh: &[u8]) -> Option<Cow<'a, [u8]>> {
     let echo = policy.allow_headers_value.is_none();
     let mut echoed: Vec<u8> = Vec::new();
-    // Only when echoing; created on the first name (no hasher set-up on the common path).
-    let mut seen: Option<HashSet<Vec<u8>>> = None;
+    let mut seen = EchoedNames::new(acrh);
     let mut authorization_requested = false;
     let mut any_name = false;
     // Names are lower-cased into `short` (no allocation) or, when longer, into `long`.
@@ -476,15 +476,11 @@ fn check_request_headers<'a>(policy: &'a Policy, acrh: &[u8]) -> Option<Cow<'a, 
         }
         any_name = true;
         authorization_requested |= lower == b"authorization";
-        if echo {
-            let seen = seen.get_or_insert_with(HashSet::new);
-            if !seen.contains(lower) {
-                if !echoed.is_empty() {
-                    echoed.extend_from_slice(b", ");
-                }
-                echoed.extend_from_slice(lower);
-                seen.insert(lower.to_vec());
+        if echo && seen.insert(name) {
+            if !echoed.is_empty() {
+                echoed.extend_from_slice(b", ");
             }
+            echoed.extend_from_slice(lower);
         }
     }
     if !any_name {
@@ -502,6 +498,156 @@ fn check_request_headers<'a>(policy: &'a Policy, acrh: &[u8]) -> Option<Cow<'a, 
             (Some(value), _) => Cow::Borrowed(value.as_bytes()),
         },
     )
+}
+
+/// The names echoed so far, to drop repeats (compared without ASCII case). The first
+/// [`NameSet::COMPARED_IN_ORDER`] are compared one by one (nothing is hashed or allocated for the
+/// few names a browser sends); past that, they move to a hash set keyed per VM, so a list of
+/// thousands of names costs a few nanoseconds per name, and repeats of one name stay on the
+/// cheap path.
+struct EchoedNames<'a> {
+    /// The whole request header list, to size the hash set once (growing it rehashes).
+    list: &'a [u8],
+    few: Vec<&'a [u8]>,
+    many: Option<HashSet<Caseless<'a>, RequestKeys>>,
+}
+
+impl<'a> EchoedNames<'a> {
+    /// At most this many names are made room for up front: enough for any list under Envoy's
+    /// default 60 KiB header limit, without a large allocation for a larger limit.
+    const MOST_RESERVED: usize = 16_384;
+
+    fn new(list: &'a [u8]) -> Self {
+        EchoedNames {
+            list,
+            few: Vec::new(),
+            many: None,
+        }
+    }
+
+    /// Adds `name`; false when it was already there.
+    fn insert(&mut self, name: &'a [u8]) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.insert(Caseless(name));
+        }
+        if self.few.iter().any(|seen| seen.eq_ignore_ascii_case(name)) {
+            return false;
+        }
+        if self.few.len() < NameSet::COMPARED_IN_ORDER {
+            self.few.push(name);
+        } else {
+            let elements = self.list.iter().filter(|&&b| b == b',').count() + 1;
+            let mut many = HashSet::with_capacity_and_hasher(
+                elements.min(Self::MOST_RESERVED),
+                RequestKeys::new(),
+            );
+            many.extend(self.few.drain(..).map(Caseless));
+            many.insert(Caseless(name));
+            self.many = Some(many);
+        }
+        true
+    }
+}
+
+/// A request header name, compared and hashed without regard to ASCII case, borrowed from the
+/// request (the echo's de-duplication set allocates nothing per name).
+struct Caseless<'a>(&'a [u8]);
+
+impl PartialEq for Caseless<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(other.0)
+    }
+}
+
+impl Eq for Caseless<'_> {}
+
+impl Hash for Caseless<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut chunks = self.0.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            for (to, from) in word.iter_mut().zip(chunk) {
+                *to = from.to_ascii_lowercase();
+            }
+            state.write_u64(u64::from_le_bytes(word));
+        }
+        let mut word = [0u8; 8];
+        for (to, from) in word.iter_mut().zip(chunks.remainder()) {
+            *to = from.to_ascii_lowercase();
+        }
+        state.write_u64(u64::from_le_bytes(word));
+        state.write_usize(self.0.len());
+    }
+}
+
+/// Hashing for sets filled from request bytes: a folded multiply (the 128-bit product's halves
+/// XORed, as in foldhash) keyed with random keys drawn once per VM. Unlike the policy's
+/// [`crate::policy::KeyHasher`] (for sets filled from configuration), a client cannot plan
+/// collisions without the keys; unlike std's SipHash, it costs a few nanoseconds per name, so a
+/// 60 KB `Access-Control-Request-Headers` of names to echo stays cheap (SPEC §4).
+#[derive(Clone, Copy)]
+struct RequestKeys {
+    seed: u64,
+    multiplier: u64,
+}
+
+impl RequestKeys {
+    fn new() -> Self {
+        thread_local! {
+            static KEYS: RequestKeys = {
+                let random = std::collections::hash_map::RandomState::new();
+                RequestKeys {
+                    seed: random.hash_one(0x5eed_u64),
+                    // Odd and away from 0: the multiplier is never a weak one.
+                    multiplier: random.hash_one(0x6d75_6c74_u64) | (1 << 63) | 1,
+                }
+            };
+        }
+        KEYS.with(|keys| *keys)
+    }
+}
+
+impl BuildHasher for RequestKeys {
+    type Hasher = RequestHasher;
+
+    fn build_hasher(&self) -> RequestHasher {
+        RequestHasher {
+            state: self.seed,
+            multiplier: self.multiplier,
+        }
+    }
+}
+
+struct RequestHasher {
+    state: u64,
+    multiplier: u64,
+}
+
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+impl Hasher for RequestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.state = folded_multiply(self.state ^ word, self.multiplier);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        folded_multiply(self.state, self.multiplier.rotate_left(32))
+    }
 }
 
 fn trim_ows(bytes: &[u8]) -> &[u8] {

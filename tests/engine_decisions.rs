@@ -517,6 +517,58 @@ fn wildcards_with_credentials_echo() {
             ]
         )
     );
+    // Past the first few names the repeats are found by hashing: same answer, first spelling
+    // order, each name once whatever its case.
+    let names: Vec<String> = (0..40).map(|i| format!("X-Name-{i}")).collect();
+    let mut requested = names.clone();
+    requested.extend(names.iter().rev().map(|n| n.to_ascii_lowercase()));
+    requested.extend(names.iter().map(|n| n.to_ascii_uppercase()));
+    let requested = requested.join(" , ");
+    let outcome = decide_default(&config, &preflight(APP, "PATCH", Some(&requested)));
+    let echoed: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    assert_eq!(
+        outcome.action,
+        reply(
+            204,
+            &[
+                ("access-control-allow-origin", APP),
+                ("access-control-allow-credentials", "true"),
+                ("access-control-allow-methods", "PATCH"),
+                ("access-control-allow-headers", &echoed.join(", ")),
+                ("vary", PREFLIGHT_VARY),
+            ]
+        )
+    );
+}
+
+#[test]
+fn long_method_and_header_lists_are_looked_up_exactly() {
+    // More names than are compared one by one: the lists are hashed, with the same answers.
+    let methods: Vec<String> = (0..12).map(|i| format!("\"M{i}\"")).collect();
+    let headers: Vec<String> = (0..12).map(|i| format!("\"X-H{i}\"")).collect();
+    let config = config(&format!(
+        r#"{{"allow_origins": ["https://app.example.com"], "allow_methods": [{}], "allow_headers": [{}]}}"#,
+        methods.join(", "),
+        headers.join(", ")
+    ));
+    for i in 0..12 {
+        let (method, header) = (format!("M{i}"), format!("x-h{i}"));
+        let outcome = decide_default(&config, &preflight(APP, &method, Some(&header)));
+        assert_eq!(outcome.counter, Some(Counter::PreflightAllowed), "{method}");
+    }
+    for (method, header, reason) in [
+        ("m1", "x-h1", DenyReason::Method),
+        ("M12", "x-h1", DenyReason::Method),
+        ("M1", "x-h12", DenyReason::Headers),
+        ("M1", "x-h1, x-h", DenyReason::Headers),
+    ] {
+        let outcome = decide_default(&config, &preflight(APP, method, Some(header)));
+        assert_eq!(
+            outcome.counter,
+            Some(Counter::PreflightDenied(reason)),
+            "{method} {header}"
+        );
+    }
 }
 
 #[test]

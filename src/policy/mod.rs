@@ -117,13 +117,45 @@ pub enum Mode {
     Report,
 }
 
+/// The allowed methods or header names of a policy, looked up once per element of a request
+/// header list. Up to [`NameSet::COMPARED_IN_ORDER`] names are compared one by one, which costs
+/// less than hashing the looked-up name (policies list a handful); longer lists are hashed.
+#[derive(Debug)]
+pub enum NameSet {
+    Few(Vec<Box<[u8]>>),
+    Many(KeySet),
+}
+
+impl NameSet {
+    pub const COMPARED_IN_ORDER: usize = 8;
+
+    pub fn contains(&self, name: &[u8]) -> bool {
+        match self {
+            NameSet::Few(names) => names.iter().any(|listed| **listed == *name),
+            NameSet::Many(names) => names.contains(name),
+        }
+    }
+}
+
+impl FromIterator<Box<[u8]>> for NameSet {
+    /// Duplicates are dropped.
+    fn from_iter<I: IntoIterator<Item = Box<[u8]>>>(names: I) -> Self {
+        let set: KeySet = names.into_iter().collect();
+        if set.len() <= Self::COMPARED_IN_ORDER {
+            NameSet::Few(set.into_iter().collect())
+        } else {
+            NameSet::Many(set)
+        }
+    }
+}
+
 /// The `allow_methods` of a policy.
 #[derive(Debug)]
 pub struct AllowedMethods {
     /// `*` was listed.
     pub any: bool,
     /// Listed methods, byte-exact (case-sensitive).
-    pub listed: KeySet,
+    pub listed: NameSet,
 }
 
 impl AllowedMethods {
@@ -139,7 +171,7 @@ pub struct AllowedHeaders {
     /// `*` was listed: any name except `authorization`.
     pub any: bool,
     /// Listed names, lower case.
-    pub listed: KeySet,
+    pub listed: NameSet,
     /// The longest listed name: longer requested names are denied without a lookup.
     pub longest: usize,
 }
