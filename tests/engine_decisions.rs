@@ -503,20 +503,20 @@ fn wildcards_with_credentials_echo() {
         r#"{"allow_origins": ["https://app.example.com"], "allow_credentials": true,
             "allow_methods": ["*"], "allow_headers": ["*"]}"#,
     );
-    let outcome = decide_default(&config, &preflight(APP, "PATCH", Some("X-B, x-a, x-b")));
-    assert_eq!(
-        outcome.action,
+    let echoing = |allow_headers: &str| {
         reply(
             204,
             &[
                 ("access-control-allow-origin", APP),
                 ("access-control-allow-credentials", "true"),
                 ("access-control-allow-methods", "PATCH"),
-                ("access-control-allow-headers", "x-b, x-a"),
+                ("access-control-allow-headers", allow_headers),
                 ("vary", PREFLIGHT_VARY),
-            ]
+            ],
         )
-    );
+    };
+    let outcome = decide_default(&config, &preflight(APP, "PATCH", Some("X-B, x-a, x-b")));
+    assert_eq!(outcome.action, echoing("x-b, x-a"));
     // Past the first few names the repeats are found by hashing: same answer, first spelling
     // order, each name once whatever its case.
     let names: Vec<String> = (0..40).map(|i| format!("X-Name-{i}")).collect();
@@ -526,19 +526,7 @@ fn wildcards_with_credentials_echo() {
     let requested = requested.join(" , ");
     let outcome = decide_default(&config, &preflight(APP, "PATCH", Some(&requested)));
     let echoed: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
-    assert_eq!(
-        outcome.action,
-        reply(
-            204,
-            &[
-                ("access-control-allow-origin", APP),
-                ("access-control-allow-credentials", "true"),
-                ("access-control-allow-methods", "PATCH"),
-                ("access-control-allow-headers", &echoed.join(", ")),
-                ("vary", PREFLIGHT_VARY),
-            ]
-        )
-    );
+    assert_eq!(outcome.action, echoing(&echoed.join(", ")));
 }
 
 #[test]
