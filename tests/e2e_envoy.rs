@@ -817,6 +817,42 @@ fn local_ratelimit_429_carries_cors_headers() {
     assert_local_preflight(&envoy.send(&Req::preflight("/", ORIGIN, "GET")), 204);
 }
 
+#[test]
+fn jwt_authn_401_carries_cors_headers() {
+    // Every route requires a JWT; requests carry none, so jwt_authn answers 401 itself.
+    let jwt = json!({
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": { "issuer": {
+                "issuer": "https://issuer.example",
+                "local_jwks": { "inline_string":
+                    r#"{"keys": [{"kty": "oct", "alg": "HS256", "kid": "k", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]}"# }
+            } },
+            "rules": [ { "match": { "prefix": "/" }, "requires": { "provider_name": "issuer" } } ]
+        }
+    });
+    let envoy = EnvoyBuilder::new(
+        json!({ "allow_origins": [ORIGIN], "allow_credentials": true }).to_string(),
+    )
+    .filter_after(jwt)
+    .start();
+    let r = envoy.send(&Req::get("/api").origin(ORIGIN));
+    r.assert_status(401);
+    assert!(!r.is_upstream_answer(), "{r}");
+    r.assert_header("access-control-allow-origin", ORIGIN);
+    r.assert_header("access-control-allow-credentials", "true");
+    r.assert_header("vary", "Origin");
+    let r = envoy.send(&Req::get("/api").origin(EVIL));
+    r.assert_status(401);
+    r.assert_no_cors();
+    r.assert_header("vary", "Origin");
+    // The preflight is answered before jwt_authn sees it.
+    let r = envoy.send(&Req::preflight("/api", ORIGIN, "GET"));
+    assert_local_preflight(&r, 204);
+    r.assert_header("access-control-allow-origin", ORIGIN);
+}
+
 // ---------------------------------------------------------------------------------------------
 // §3.4 Report mode, §5 metrics
 // ---------------------------------------------------------------------------------------------

@@ -587,6 +587,43 @@ fn private_network_access() {
     );
     let outcome = decide_default(&config, &preflight("https://evil.example", "GET", None));
     assert_eq!(outcome.action, reply(403, &[("vary", vary)]));
+    // Only the exact value `true` asks for private network access (what browsers send).
+    let without = self::config(r#"{"allow_origins": ["https://app.example.com"]}"#);
+    for acrpn in ["TRUE", "true ", "true,true", "1", ""] {
+        let outcome = decide_default(
+            &without,
+            &Request {
+                acrpn: Some(acrpn.as_bytes()),
+                ..preflight(APP, "GET", None)
+            },
+        );
+        assert_eq!(
+            outcome.counter,
+            Some(Counter::PreflightAllowed),
+            "{acrpn:?}"
+        );
+        let Action::Reply(reply) = outcome.action else {
+            panic!("{acrpn:?}: answered locally");
+        };
+        assert!(
+            reply
+                .headers
+                .iter()
+                .all(|(name, _)| *name != "access-control-allow-private-network"),
+            "{acrpn:?}"
+        );
+    }
+    let outcome = decide_default(
+        &without,
+        &Request {
+            acrpn: Some(b"true"),
+            ..preflight(APP, "GET", None)
+        },
+    );
+    assert_eq!(
+        outcome.counter,
+        Some(Counter::PreflightDenied(DenyReason::PrivateNetwork))
+    );
 }
 
 #[test]
@@ -717,6 +754,40 @@ fn actual_requests() {
 }
 
 #[test]
+fn any_origin_never_admits_a_list_or_padded_origin() {
+    // SPEC §3: several Origin headers (joined with ',') or whitespace never match, even `*`.
+    let config = config(r#"{"allow_origins": ["*"], "max_age": 0}"#);
+    let outcome = decide_default(&config, &preflight(APP, "GET", None));
+    assert_eq!(
+        outcome.action,
+        reply(
+            204,
+            &[
+                ("access-control-allow-origin", "*"),
+                ("access-control-allow-methods", "GET, HEAD, POST"),
+                ("access-control-max-age", "0"),
+                ("vary", PREFLIGHT_VARY),
+            ]
+        )
+    );
+    for origin in [
+        "https://app.example.com,https://b.example.com",
+        "https://app.example.com ",
+        "\thttps://app.example.com",
+        "",
+    ] {
+        let outcome = decide_default(&config, &preflight(origin, "GET", None));
+        assert_eq!(
+            outcome.counter,
+            Some(Counter::PreflightDenied(DenyReason::Origin)),
+            "{origin:?}"
+        );
+        let outcome = decide_default(&config, &actual("GET", Some(origin)));
+        assert_eq!(outcome.counter, Some(Counter::ActualDenied), "{origin:?}");
+    }
+}
+
+#[test]
 fn any_origin_sends_star_and_no_vary() {
     let config = config(r#"{"allow_origins": ["*"]}"#);
     let outcome = decide_default(&config, &actual("GET", Some(APP)));
@@ -758,6 +829,14 @@ fn vary_merging() {
         (vec![(b"vary", b"Accept, ORIGIN")], None),
         (vec![(b"vary", b"*")], None),
         (vec![(b"vary", b"")], Some("Origin")),
+        // Optional whitespace, empty elements, case, several lines; a longer name is not Origin.
+        (vec![(b"vary", b" * ")], None),
+        (vec![(b"vary", b"Accept, *")], None),
+        (vec![(b"vary", b"Accept"), (b"vary", b"*")], None),
+        (vec![(b"vary", b"\torigin\t")], None),
+        (vec![(b"vary", b"accept,,origin")], None),
+        (vec![(b"vary", b"Accept"), (b"vary", b"ORIGIN")], None),
+        (vec![(b"vary", b"X-Origin")], Some("X-Origin, Origin")),
     ];
     for (headers, expected) in cases {
         let edits = engine::response_edits(&config, &plan, &headers);
