@@ -260,11 +260,29 @@ fn unmatched_preflight_forwarded_untouched() {
     r.assert_no_cors();
     r.assert_header("vary", "Accept-Encoding, Origin");
 
+    // An app that answers OPTIONS itself keeps its own CORS answer (SPEC §3.1 forward: the response
+    // is left as the upstream wrote it, but for the Vary merge; `Vary: *` stays as it is).
+    let upstream_answer = [
+        ("Access-Control-Allow-Origin", ORIGIN),
+        ("Access-Control-Allow-Methods", "DELETE"),
+        ("Vary", "*"),
+    ];
+    let r = envoy.send(&Req::preflight(
+        &up_path("/api", &upstream_answer),
+        ORIGIN,
+        "DELETE",
+    ));
+    r.assert_status(200);
+    assert!(r.is_upstream_answer(), "{r}");
+    r.assert_header("access-control-allow-origin", ORIGIN);
+    r.assert_header("access-control-allow-methods", "DELETE");
+    r.assert_header("vary", "*");
+
     // An allowed preflight is still answered locally.
     let r = envoy.send(&Req::preflight("/api", ORIGIN, "PUT"));
     assert_local_preflight(&r, 204);
     r.assert_header("access-control-allow-origin", ORIGIN);
-    assert_eq!(envoy.upstream.as_ref().map(Upstream::requests), Some(2));
+    assert_eq!(envoy.upstream.as_ref().map(Upstream::requests), Some(3));
 }
 
 // ---------------------------------------------------------------------------------------------
