@@ -41,6 +41,13 @@ fn policy() -> String {
                 "allow_origins": [],
                 "allow_origin_regexes": ["https://app.example.com"],
                 "debug": true
+            },
+            "echo": {
+                "allow_origins": [APP],
+                "allow_methods": ["PUT"],
+                "allow_headers": ["*"],
+                "allow_credentials": true,
+                "debug": true
             }
         },
         "rules": [
@@ -55,6 +62,7 @@ fn start() -> Envoy {
         .route(Route::new("wild", "/wild/").policy("wild"))
         .route(Route::new("regex", "/regex/").policy("regex"))
         .route(Route::new("loose", "/loose/").policy("loose"))
+        .route(Route::new("echo", "/echo/").policy("echo"))
         // Envoy's defaults (60 KiB of request headers, 100 headers) would refuse the big cases
         // before the filter sees them.
         .hcm_option("max_request_headers_kb", json!(512))
@@ -357,6 +365,31 @@ fn huge_values_and_storms() {
     // ... one 60 KB token.
     let r = envoy.send(&Req::preflight("/api", APP, "PUT").acrh(&"x".repeat(sixty_kb)));
     assert_denied_preflight(&r, "headers");
+    assert_still_serving(&envoy);
+
+    // Echoed names (`*` with credentials): 60 KB of distinct names, each sent twice in two
+    // spellings, come back once each, lower case, in first-seen order.
+    let mut names = Vec::new();
+    while names
+        .iter()
+        .map(|n: &String| n.len() * 2 + 4)
+        .sum::<usize>()
+        < sixty_kb
+    {
+        names.push(format!("X-N{}", names.len()));
+    }
+    let requested: Vec<String> = names
+        .iter()
+        .flat_map(|n| [n.clone(), n.to_ascii_lowercase()])
+        .collect();
+    let r = envoy.send(&Req::preflight("/echo/x", APP, "PUT").acrh(&requested.join(", ")));
+    r.assert_status(204);
+    let echoed: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    r.assert_header("access-control-allow-headers", &echoed.join(", "));
+    // ... one name 25,000 times: echoed once.
+    let r = envoy.send(&Req::preflight("/echo/x", APP, "PUT").acrh(&"a,".repeat(25_000)));
+    r.assert_status(204);
+    r.assert_header("access-control-allow-headers", "a");
     assert_still_serving(&envoy);
 
     // Comma storm: 60 KB of empty elements names nothing.
