@@ -780,6 +780,23 @@ fn no_default_passes_through() {
 // §3.2 Local replies of later filters
 // ---------------------------------------------------------------------------------------------
 
+/// A later filter answers GET `path` itself with `status`: with CORS headers for the allowed
+/// origin (a credentialed policy), none for another, `Vary: Origin` on both.
+#[track_caller]
+fn assert_later_filter_reply_has_cors(envoy: &Envoy, path: &str, status: u16) {
+    let r = envoy.send(&Req::get(path).origin(ORIGIN));
+    r.assert_status(status);
+    assert!(!r.is_upstream_answer(), "{r}");
+    r.assert_header("access-control-allow-origin", ORIGIN);
+    r.assert_header("access-control-allow-credentials", "true");
+    r.assert_header("vary", "Origin");
+    let r = envoy.send(&Req::get(path).origin(EVIL));
+    r.assert_status(status);
+    assert!(!r.is_upstream_answer(), "{r}");
+    r.assert_no_cors();
+    r.assert_header("vary", "Origin");
+}
+
 #[test]
 fn local_replies_of_later_filters_carry_cors_headers() {
     let envoy = EnvoyBuilder::new(
@@ -788,16 +805,7 @@ fn local_replies_of_later_filters_carry_cors_headers() {
     .route(Route::new("denied", "/rbac/").rbac_deny())
     .route(Route::new("dead", "/dead/").dead_upstream())
     .start();
-    let r = envoy.send(&Req::get("/rbac/x").origin(ORIGIN));
-    r.assert_status(403);
-    assert!(!r.is_upstream_answer());
-    r.assert_header("access-control-allow-origin", ORIGIN);
-    r.assert_header("access-control-allow-credentials", "true");
-    r.assert_header("vary", "Origin");
-    let r = envoy.send(&Req::get("/rbac/x").origin(EVIL));
-    r.assert_status(403);
-    r.assert_no_cors();
-    r.assert_header("vary", "Origin");
+    assert_later_filter_reply_has_cors(&envoy, "/rbac/x", 403);
     let r = envoy.send(&Req::get("/dead/x").origin(ORIGIN));
     r.assert_status(503);
     r.assert_header("access-control-allow-origin", ORIGIN);
@@ -855,16 +863,7 @@ fn jwt_authn_401_carries_cors_headers() {
     )
     .filter_after(jwt)
     .start();
-    let r = envoy.send(&Req::get("/api").origin(ORIGIN));
-    r.assert_status(401);
-    assert!(!r.is_upstream_answer(), "{r}");
-    r.assert_header("access-control-allow-origin", ORIGIN);
-    r.assert_header("access-control-allow-credentials", "true");
-    r.assert_header("vary", "Origin");
-    let r = envoy.send(&Req::get("/api").origin(EVIL));
-    r.assert_status(401);
-    r.assert_no_cors();
-    r.assert_header("vary", "Origin");
+    assert_later_filter_reply_has_cors(&envoy, "/api", 401);
     // The preflight is answered before jwt_authn sees it.
     let r = envoy.send(&Req::preflight("/api", ORIGIN, "GET"));
     assert_local_preflight(&r, 204);
