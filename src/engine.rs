@@ -513,8 +513,10 @@ struct EchoedNames<'a> {
 }
 
 impl<'a> EchoedNames<'a> {
-    /// At most this many names are made room for up front: enough for any list under Envoy's
-    /// default 60 KiB header limit, without a large allocation for a larger limit.
+    /// At most this many names are made room for up front (a table of about 0.5 MB, freed with
+    /// the request): about as many distinct names as fit in Envoy's default 60 KiB of request
+    /// headers (a name and its comma take at least 2 bytes, and only ~80 names are 1 byte
+    /// long), while a larger configured limit still costs no larger allocation.
     const MOST_RESERVED: usize = 16_384;
 
     fn new(list: &'a [u8]) -> Self {
