@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::json;
+use super::json::{self, field_path};
 use super::origin::{self, OriginMatcher, OriginPattern};
 use super::token;
 use super::{
@@ -95,19 +95,8 @@ fn quoted(text: &str) -> String {
     }
 }
 
-fn field_path(prefix: &str, field: &str) -> String {
-    if prefix.is_empty() {
-        field.to_owned()
-    } else {
-        format!("{prefix}.{field}")
-    }
-}
-
 fn is_valid_policy_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    name.len() <= 64 && json::is_plain_key(name)
 }
 
 fn policy_path(name: &str) -> String {
@@ -196,23 +185,11 @@ impl Walker {
         let mut policies: Vec<Option<Policy>> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
         let mut default = None;
-        match map.get("default") {
-            None => {}
-            Some(Value::Object(fields)) => {
-                default = Some(0);
-                by_name.insert("default".to_owned(), 0);
-                policies.push(self.policy(fields, "default", "default"));
-            }
-            Some(other) => {
-                self.error(
-                    "default",
-                    format!("expected a policy object, got {}", kind(other)),
-                );
-                // Known by name, so rules naming it report no second, misleading error.
-                default = Some(0);
-                by_name.insert("default".to_owned(), 0);
-                policies.push(None);
-            }
+        if let Some(value) = map.get("default") {
+            // Known by name even when its body is bad, so rules naming it get no second error.
+            default = Some(0);
+            by_name.insert("default".to_owned(), 0);
+            policies.push(self.policy_value(value, "default", "default"));
         }
         match map.get("policies") {
             None => {}
@@ -231,16 +208,7 @@ impl Walker {
                     if let Some(message) = name_error {
                         self.error(path.clone(), message);
                     }
-                    let body = match value {
-                        Value::Object(fields) => self.policy(fields, &path, name),
-                        other => {
-                            self.error(
-                                path,
-                                format!("expected a policy object, got {}", kind(other)),
-                            );
-                            None
-                        }
-                    };
+                    let body = self.policy_value(value, &path, name);
                     // A badly named policy's body is still checked (every error at once), but only
                     // a valid name is known to rules; a valid name with a bad body is known, so
                     // rules naming it get no second, misleading "no such policy".
@@ -400,6 +368,20 @@ impl Walker {
             ),
         }
         (self.errors.len() == before).then_some(rule)
+    }
+
+    /// A policy given as any JSON value: compiled when it is an object, an error otherwise.
+    fn policy_value(&mut self, value: &Value, path: &str, name: &str) -> Option<Policy> {
+        match value {
+            Value::Object(fields) => self.policy(fields, path, name),
+            other => {
+                self.error(
+                    path,
+                    format!("expected a policy object, got {}", kind(other)),
+                );
+                None
+            }
+        }
     }
 
     fn policy(&mut self, map: &Map<String, Value>, prefix: &str, name: &str) -> Option<Policy> {

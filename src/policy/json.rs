@@ -30,17 +30,30 @@ pub fn parse(text: &str) -> Result<Parsed, serde_json::Error> {
     })
 }
 
+/// A key written after a `.` in a path (`[A-Za-z0-9_-]+`); others are quoted in brackets.
+pub fn is_plain_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `prefix.field`, or `field` at the top level.
+pub fn field_path(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
 /// The path of `key` inside the object at `path`, written as the walker writes paths
 /// (`policies.partner.allow_origins`, `policies["a b"]`).
 fn key_path(path: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    match (plain, path.is_empty()) {
-        (true, true) => key.to_owned(),
-        (true, false) => format!("{path}.{key}"),
-        (false, _) => format!("{path}[{}]", Value::String(key.to_owned())),
+    if is_plain_key(key) {
+        field_path(path, key)
+    } else {
+        format!("{path}[{}]", Value::String(key.to_owned()))
     }
 }
 
