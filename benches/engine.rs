@@ -29,11 +29,15 @@ fn policy_json(n: usize) -> String {
     )
 }
 
-fn config(n: usize) -> Config {
-    match policy::load(&policy_json(n)) {
+fn load(document: &str) -> Config {
+    match policy::load(document) {
         Ok(loaded) => loaded.config,
         Err(rejected) => panic!("bench policy rejected: {:?}", rejected.errors),
     }
+}
+
+fn config(n: usize) -> Config {
+    load(&policy_json(n))
 }
 
 /// A route with no metadata and no route/vhost properties (what the short form reads).
@@ -132,13 +136,10 @@ fn adversarial(c: &mut Criterion) {
         group.bench_function(name, |b| b.iter(|| decide(&config, black_box(&request))));
     }
     // `allow_headers: ["*"]` with credentials echoes the requested names, de-duplicated.
-    let echo = match policy::load(&format!(
+    let echo = load(&format!(
         r#"{{"allow_origins": ["{}"], "allow_credentials": true, "allow_methods": ["PUT"], "allow_headers": ["*"]}}"#,
         String::from_utf8_lossy(ALLOWED)
-    )) {
-        Ok(loaded) => loaded.config,
-        Err(rejected) => panic!("echo policy rejected: {:?}", rejected.errors),
-    };
+    ));
     // 50 KB of one short name repeated, and 50 KB of distinct names (x-0, x-1, …).
     let repeated: &'static [u8] = "a,".repeat(25_000).into_bytes().leak();
     let mut distinct = String::new();
