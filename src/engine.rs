@@ -565,19 +565,14 @@ impl Eq for Caseless<'_> {}
 
 impl Hash for Caseless<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut chunks = self.0.chunks_exact(8);
-        for chunk in &mut chunks {
+        // Lower-cased 8 bytes at a time (the last word zero-padded), then the length.
+        for chunk in self.0.chunks(8) {
             let mut word = [0u8; 8];
             for (to, from) in word.iter_mut().zip(chunk) {
                 *to = from.to_ascii_lowercase();
             }
             state.write_u64(u64::from_le_bytes(word));
         }
-        let mut word = [0u8; 8];
-        for (to, from) in word.iter_mut().zip(chunks.remainder()) {
-            *to = from.to_ascii_lowercase();
-        }
-        state.write_u64(u64::from_le_bytes(word));
         state.write_usize(self.0.len());
     }
 }
