@@ -197,6 +197,56 @@ fn preflight_denied_without_debug_has_no_reason() {
 }
 
 #[test]
+fn empty_methods_max_age_zero_exact_pna_value_and_any_origin_lists() {
+    let envoy = EnvoyBuilder::new(
+        json!({
+            "default": { "allow_origins": [ORIGIN], "allow_methods": [], "max_age": 0 },
+            "policies": { "any": { "allow_origins": ["*"] } }
+        })
+        .to_string(),
+    )
+    .route(Route::new("any", "/any/").policy("any"))
+    .start();
+    // `allow_methods: []`: safelisted methods only, and no Access-Control-Allow-Methods.
+    let r = envoy.send(&Req::preflight("/", ORIGIN, "POST"));
+    assert_local_preflight(&r, 204);
+    r.assert_header("access-control-allow-origin", ORIGIN);
+    r.assert_absent("access-control-allow-methods");
+    r.assert_header("access-control-max-age", "0");
+    r.assert_header("vary", PREFLIGHT_VARY);
+    assert_rejected(
+        &envoy.send(&Req::preflight("/", ORIGIN, "PUT")),
+        PREFLIGHT_VARY,
+    );
+    // Only the exact value `true` asks for private network access (this policy refuses it).
+    let pna = |value: &str| {
+        envoy.send(
+            &Req::preflight("/", ORIGIN, "GET")
+                .header("Access-Control-Request-Private-Network", value),
+        )
+    };
+    let r = pna("TRUE");
+    assert_local_preflight(&r, 204);
+    r.assert_absent("access-control-allow-private-network");
+    assert_rejected(&pna("true"), PREFLIGHT_VARY);
+    // An any-origin policy admits one origin, never a joined list or a padded value.
+    let r = envoy.send(&Req::preflight("/any/x", ORIGIN, "GET"));
+    assert_local_preflight(&r, 204);
+    r.assert_header("access-control-allow-origin", "*");
+    for origin in [format!("{ORIGIN},{EVIL}"), format!("{ORIGIN}\tx")] {
+        assert_rejected(
+            &envoy.send(&Req::preflight("/any/x", &origin, "GET")),
+            PREFLIGHT_VARY,
+        );
+        let r = envoy.send(&Req::get("/any/x").origin(&origin));
+        r.assert_status(200);
+        r.assert_no_cors();
+    }
+    let r = envoy.send(&Req::get("/any/x").origin(ORIGIN).origin(EVIL));
+    r.assert_no_cors();
+}
+
+#[test]
 fn private_network_access_preflight() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN], "allow_private_network": true, "debug": true
@@ -1108,6 +1158,35 @@ fn bad_policy_refused_at_startup_with_every_error() {
         assert!(
             line.is_some_and(|l| l.contains("error")),
             "no error line for {path}:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn repeated_keys_missing_allow_origins_and_bodies_of_bad_names_refused_with_paths() {
+    // Raw text: a JSON builder cannot write a key twice.
+    let policy = r#"{
+        "default": {"allow_origins": ["https://a.example"], "allow_origins": ["https://b.example"]},
+        "policies": {
+            "regex-only": {"allow_origin_regexes": ["https://[a-z]+\\.example"]},
+            "off": {"allow_origins": ["https://a.example"], "max_age": 86401}
+        }
+    }"#;
+    let (status, log) = EnvoyBuilder::new(policy).start_expect_failure();
+    assert!(
+        !status.success(),
+        "Envoy must exit non-zero: {status}\n{log}"
+    );
+    for line in [
+        "invalid policy: default.allow_origins: repeated key: only its last value would count; write each key once",
+        "invalid policy: policies.regex-only.allow_origins: missing field allow_origins (required; give [] when allow_origin_regexes lists every allowed origin)",
+        "invalid policy: policies.off: \"off\" is reserved: it switches CORS off on a route",
+        "invalid policy: policies.off.max_age: 86401 is out of range 0..=86400",
+        "policy rejected with 4 error(s); the configuration is refused",
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains("error") && l.contains(line)),
+            "no error line {line:?}:\n{log}"
         );
     }
 }
