@@ -201,12 +201,37 @@ fn empty_methods_max_age_zero_exact_pna_value_and_any_origin_lists() {
     let envoy = EnvoyBuilder::new(
         json!({
             "default": { "allow_origins": [ORIGIN], "allow_methods": [], "max_age": 0 },
-            "policies": { "any": { "allow_origins": ["*"] } }
+            "policies": {
+                "any": { "allow_origins": ["*"] },
+                // More names than are compared one by one: these lists are hashed.
+                "long": {
+                    "allow_origins": [ORIGIN],
+                    "allow_methods": (0..12).map(|i| format!("M{i}")).collect::<Vec<_>>(),
+                    "allow_headers": (0..12).map(|i| format!("X-H{i}")).collect::<Vec<_>>()
+                }
+            }
         })
         .to_string(),
     )
     .route(Route::new("any", "/any/").policy("any"))
+    .route(Route::new("long", "/long/").policy("long"))
     .start();
+    let r = envoy.send(&Req::preflight("/long/x", ORIGIN, "M11").acrh("x-h0, X-H11"));
+    assert_local_preflight(&r, 204);
+    r.assert_header(
+        "access-control-allow-methods",
+        &(0..12)
+            .map(|i| format!("M{i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    for req in [
+        Req::preflight("/long/x", ORIGIN, "m11"),
+        Req::preflight("/long/x", ORIGIN, "M12"),
+        Req::preflight("/long/x", ORIGIN, "M1").acrh("x-h0, x-h12"),
+    ] {
+        assert_rejected(&envoy.send(&req), PREFLIGHT_VARY);
+    }
     // `allow_methods: []`: safelisted methods only, and no Access-Control-Allow-Methods.
     let r = envoy.send(&Req::preflight("/", ORIGIN, "POST"));
     assert_local_preflight(&r, 204);
