@@ -19,7 +19,7 @@ pub fn parse(text: &str) -> Result<Parsed, serde_json::Error> {
     let mut repeated_keys = Vec::new();
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let value = Node {
-        path: String::new(),
+        at: &Step::Root,
         repeated_keys: &mut repeated_keys,
     }
     .deserialize(&mut deserializer)?;
@@ -47,19 +47,32 @@ pub fn field_path(prefix: &str, field: &str) -> String {
     }
 }
 
-/// The path of `key` inside the object at `path`, written as the walker writes paths
-/// (`policies.partner.allow_origins`, `policies["a b"]`).
-fn key_path(path: &str, key: &str) -> String {
-    if is_plain_key(key) {
-        field_path(path, key)
-    } else {
-        format!("{path}[{}]", Value::String(key.to_owned()))
+/// Where a value sits in the document, as a chain back to the root. Only written out as a path
+/// when a repeated key is found, so a document without one formats no paths at all.
+enum Step<'a> {
+    Root,
+    Key(&'a Step<'a>, &'a str),
+    Index(&'a Step<'a>, usize),
+}
+
+impl Step<'_> {
+    /// The path as the walker writes paths (`policies.partner.allow_origins[2]`,
+    /// `policies["a b"]`).
+    fn path(&self) -> String {
+        match self {
+            Step::Root => String::new(),
+            Step::Key(parent, key) if is_plain_key(key) => field_path(&parent.path(), key),
+            Step::Key(parent, key) => {
+                format!("{}[{}]", parent.path(), Value::String((*key).to_owned()))
+            }
+            Step::Index(parent, index) => format!("{}[{index}]", parent.path()),
+        }
     }
 }
 
-/// One value of the document, at `path`.
+/// One value of the document, at `at`.
 struct Node<'a> {
-    path: String,
+    at: &'a Step<'a>,
     repeated_keys: &'a mut Vec<String>,
 }
 
@@ -113,8 +126,9 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
         loop {
+            let step = Step::Index(self.at, items.len());
             let item = Node {
-                path: format!("{}[{}]", self.path, items.len()),
+                at: &step,
                 repeated_keys: &mut *self.repeated_keys,
             };
             match seq.next_element_seed(item)? {
@@ -127,14 +141,15 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = key_path(&self.path, &key);
+            let step = Step::Key(self.at, &key);
             let value = map.next_value_seed(Node {
-                path: path.clone(),
+                at: &step,
                 repeated_keys: &mut *self.repeated_keys,
             })?;
-            if object.insert(key, value).is_some() {
-                self.repeated_keys.push(path);
+            if object.contains_key(&key) {
+                self.repeated_keys.push(step.path());
             }
+            object.insert(key, value);
         }
         Ok(Value::Object(object))
     }
