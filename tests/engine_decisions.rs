@@ -566,13 +566,12 @@ fn private_network_access() {
             "preflight_status": 200}"#,
     );
     let vary = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network";
-    let outcome = decide_default(
-        &config,
-        &Request {
-            acrpn: Some(b"true"),
-            ..preflight(APP, "GET", None)
-        },
-    );
+    // A preflight of GET from APP with this Access-Control-Request-Private-Network value.
+    let pna_preflight = |acrpn: &'static str| Request {
+        acrpn: Some(acrpn.as_bytes()),
+        ..preflight(APP, "GET", None)
+    };
+    let outcome = decide_default(&config, &pna_preflight("true"));
     assert_eq!(
         outcome.action,
         reply(
@@ -590,13 +589,7 @@ fn private_network_access() {
     // Only the exact value `true` asks for private network access (what browsers send).
     let without = self::config(r#"{"allow_origins": ["https://app.example.com"]}"#);
     for acrpn in ["TRUE", "true ", "true,true", "1", ""] {
-        let outcome = decide_default(
-            &without,
-            &Request {
-                acrpn: Some(acrpn.as_bytes()),
-                ..preflight(APP, "GET", None)
-            },
-        );
+        let outcome = decide_default(&without, &pna_preflight(acrpn));
         assert_eq!(
             outcome.counter,
             Some(Counter::PreflightAllowed),
@@ -613,13 +606,7 @@ fn private_network_access() {
             "{acrpn:?}"
         );
     }
-    let outcome = decide_default(
-        &without,
-        &Request {
-            acrpn: Some(b"true"),
-            ..preflight(APP, "GET", None)
-        },
-    );
+    let outcome = decide_default(&without, &pna_preflight("true"));
     assert_eq!(
         outcome.counter,
         Some(Counter::PreflightDenied(DenyReason::PrivateNetwork))
