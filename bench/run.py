@@ -8,7 +8,7 @@ real proxied request. wrk (pinned with `taskset -c 1`) drives each (filter, scen
 filters alternating within a scenario, for --rounds rounds; the figures are medians.
 
 Variants: none | native-{1,1000,10000} | native-10000-last | empty (an empty proxy-wasm filter:
-the wasm floor) | spec-calls (only the host calls SPEC requires, nothing decided) |
+the wasm floor) | spec-calls (only the host calls the filter makes, nothing decided) |
 ours-{1,1000,10000}. Scenarios: non-CORS GET, allowed actual GET, allowed preflight, denied
 preflight.
 
@@ -77,7 +77,7 @@ SCENARIOS = {
 # so the position does not matter to it.
 WORST = "native-10000-last"
 # `spec-calls`: bench/spec-calls, a filter making exactly our host calls for this policy with
-# fixed answers, i.e. the most any filter that follows SPEC reaches through this host.
+# fixed answers, i.e. the most any filter making these host calls reaches through this host.
 SPEC_CALLS = "spec-calls"
 VARIANTS = (
     ["none"]
@@ -500,18 +500,18 @@ def markdown(results: dict) -> str:
         cells = [f"{by[(n, sc)]['vs_native']:.2f}× / {by[(n, sc)]['vs_empty']:.2f}×"
                  for sc in SCENARIOS]
         out.append(f"| {n:,} | " + " | ".join(cells) + " |")
-    out += ["", "Targets of issue 5 (ours ÷ baseline, requests/s). The baseline `native-N` has the "
+    out += ["", "Targets (ours ÷ baseline, requests/s). The baseline `native-N` has the "
             f"allowed origin in the middle of its list (the average case); the `{WORST}` rows "
             "(allowed origin last, native's worst case) are supplementary. *Floor*: the empty wasm "
-            "filter ÷ the same baseline, what a proxy-wasm filter doing nothing reaches. *SPEC "
+            "filter ÷ the same baseline, what a proxy-wasm filter doing nothing reaches. *Host "
             "calls*: `spec-calls` ÷ the same baseline, a filter making exactly our host calls for "
             "this policy with fixed answers and no policy engine, i.e. the most a proxy-wasm "
-            "filter that follows SPEC reaches through this host. *Bound*: "
+            "filter doing this CORS work reaches through this host. *Bound*: "
             "the most any filter could reach against that baseline, so a target above it cannot "
             "be met in this set-up: on actual GETs no filter at all ÷ baseline; on allowed "
             "preflights native-1 ÷ baseline (Envoy's own C++ local reply with a one-entry origin "
             "list, i.e. an origin lookup that costs nothing).", "",
-            "| origins | scenario | baseline | target | measured | | floor | SPEC calls | bound |",
+            "| origins | scenario | baseline | target | measured | | floor | host calls | bound |",
             "|---|---|---|---|---|---|---|---|---|"]
     for t in results["targets"]:
         base = "native" if t["baseline"] == f"native-{t['size']}" else t["baseline"]

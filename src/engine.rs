@@ -1,4 +1,4 @@
-//! The request path, with no proxy in sight (SPEC §2.1, §3): which policy applies to a request,
+//! The request path, with no proxy in sight (docs/policy.md, docs/routing.md): which policy applies to a request,
 //! what the request gets (a local preflight reply, or passage upstream with a plan for the
 //! response), and which header edits that plan makes on the response.
 //!
@@ -58,7 +58,7 @@ pub trait RouteFacts {
     fn path(&mut self) -> Option<&[u8]>;
 }
 
-/// The policy chosen for a request (SPEC §2.1).
+/// The policy chosen for a request (docs/routing.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
     /// Index into [`Config::policies`].
@@ -135,7 +135,7 @@ impl Config {
     }
 }
 
-/// Why a preflight was denied: the first check that failed (SPEC §3.1).
+/// Why a preflight was denied: the first check that failed (origin, method, headers, private network).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyReason {
     Origin,
@@ -156,7 +156,7 @@ impl DenyReason {
     }
 }
 
-/// A counter to bump (SPEC §5). `Counter::index` numbers them within a policy.
+/// A counter to bump (docs/operations.md, *Metrics*). `Counter::index` numbers them within a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
     PreflightAllowed,
@@ -581,7 +581,7 @@ impl Hash for Caseless<'_> {
 /// XORed, as in foldhash) keyed with random keys drawn once per VM. Unlike the policy's
 /// [`crate::policy::KeyHasher`] (for sets filled from configuration), a client cannot plan
 /// collisions without the keys; unlike std's SipHash, it costs a few nanoseconds per name, so a
-/// 60 KB `Access-Control-Request-Headers` of names to echo stays cheap (SPEC §4).
+/// 60 KB `Access-Control-Request-Headers` of names to echo stays cheap (linear time, bounded work per element).
 #[derive(Clone, Copy)]
 struct RequestKeys {
     seed: u64,
@@ -723,7 +723,7 @@ fn remove_cors_headers(headers: &[(&[u8], &[u8])], edits: &mut Vec<HeaderEdit>) 
     }
 }
 
-/// `Origin` merged into the response's `Vary` (SPEC §3.3): `None` when it is already there or
+/// `Origin` merged into the response's `Vary` (docs/policy.md, *Vary*): `None` when it is already there or
 /// `Vary: *`.
 fn merge_vary(headers: &[(&[u8], &[u8])]) -> Option<HeaderEdit> {
     let mut merged: Vec<u8> = Vec::new();

@@ -12,7 +12,7 @@ use crate::engine::{self, Counter, HeaderEdit, Outcome, Request, ResponsePlan, R
 use crate::host;
 use crate::policy::{self, Config};
 
-/// Counters are batched in the VM and flushed on this tick (SPEC §5: visible within 1 s).
+/// Counters are batched in the VM and flushed on this tick (visible in `/stats` within 1 s, docs/operations.md).
 const FLUSH_PERIOD_MS: u32 = 500;
 /// At most this many distinct unknown policy names are remembered for log-once.
 const UNKNOWN_NAMES_LOGGED: usize = 64;

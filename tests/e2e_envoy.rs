@@ -1,4 +1,4 @@
-//! End-to-end tests against the real Envoy (SPEC §2–§5), black-box: policy JSON in, raw HTTP out.
+//! End-to-end tests against the real Envoy (docs/policy.md, docs/routing.md, docs/operations.md), black-box: policy JSON in, raw HTTP out.
 //!
 //! Needs `ENVOY_BIN` and `CORS_WASM` (`make test` exports both). Each test starts its own Envoy
 //! (~0.1 s) with its own in-process upstream, so tests are independent and run in parallel.
@@ -335,7 +335,7 @@ fn unmatched_preflight_forwarded_untouched() {
     r.assert_no_cors();
     r.assert_header("vary", "Accept-Encoding, Origin");
 
-    // An app that answers OPTIONS itself keeps its own CORS answer (SPEC §3.1 forward: the response
+    // An app that answers OPTIONS itself keeps its own CORS answer (`unmatched_preflights: forward`: the response
     // is left as the upstream wrote it, but for the Vary merge; `Vary: *` stays as it is).
     let upstream_answer = [
         ("Access-Control-Allow-Origin", ORIGIN),
@@ -1169,7 +1169,7 @@ fn bad_policy_refused_at_startup_with_every_error() {
     );
     assert!(
         log.contains(r#"policies.partner.allow_origins[1]: "https://*.com": a wildcard must leave at least two labels"#),
-        "missing the SPEC's example error line:\n{log}"
+        "missing the documented example error line:\n{log}"
     );
     for path in [
         "default.allow_origins[1]: ",
@@ -1228,7 +1228,7 @@ fn unparsable_and_empty_policies_refused() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Shipped configs (SPEC §6)
+// Shipped configs
 // ---------------------------------------------------------------------------------------------
 
 /// Every Envoy bootstrap under envoy/ passes `envoy --mode validate`.

@@ -1,4 +1,4 @@
-//! Hostile traffic against the real Envoy (SPEC §4: no input may panic the wasm VM).
+//! Hostile traffic against the real Envoy (no input may panic the wasm VM).
 //!
 //! Every case sends something a browser never would, asserts the exact outcome, and is followed
 //! by a normal allowed preflight and actual request that must still be served exactly right.

@@ -1,4 +1,4 @@
-//! Live policy reloads under continuous load (SPEC §4: a policy that fails validation never
+//! Live policy reloads under continuous load (a policy that fails validation never
 //! replaces a running one).
 //!
 //! Envoy reads its listener from a watched LDS file (`EnvoyBuilder::start_dynamic`); each update

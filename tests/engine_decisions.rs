@@ -1,4 +1,4 @@
-//! The engine's decisions (SPEC §2.1, §3): which policy a request gets, and exactly what the
+//! The engine's decisions (docs/policy.md, docs/routing.md): which policy a request gets, and exactly what the
 //! request and its response get.
 
 use cors_proxy_wasm::engine::{
@@ -742,7 +742,7 @@ fn actual_requests() {
 
 #[test]
 fn any_origin_never_admits_a_list_or_padded_origin() {
-    // SPEC §3: several Origin headers (joined with ',') or whitespace never match, even `*`.
+    // Several Origin headers (joined with ',') or whitespace never match, even `*`.
     let config = config(r#"{"allow_origins": ["*"], "max_age": 0}"#);
     let outcome = decide_default(&config, &preflight(APP, "GET", None));
     assert_eq!(

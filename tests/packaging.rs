@@ -1,4 +1,4 @@
-//! What ships under `envoy/` for operators (SPEC §6), checked the way an operator would use it.
+//! What ships under `envoy/` for operators, checked the way an operator would use it.
 //!
 //! - The per-route Envoy examples run in the real Envoy (ports rewritten to 0) and give each route
 //!   the documented policy; `cors-policy explain` predicts exactly the same status and headers.

@@ -1,4 +1,4 @@
-//! Validation of policy documents (SPEC §2.4): table tests of valid and invalid documents, each
+//! Validation of policy documents (docs/policy.md, *Validation*): table tests of valid and invalid documents, each
 //! invalid one with the exact error lines it must produce, all at once.
 
 use cors_proxy_wasm::policy::{self, Mode, UnmatchedPreflights, UpstreamCorsHeaders};
@@ -99,7 +99,7 @@ fn v1_syntax_types_and_unknown_fields() {
         r#"{"allow_methods": ["GET"]}"#,
         &["allow_origins: missing field allow_origins"],
     );
-    // SPEC §2.2: allow_origins is required even when regexes list the allowed origins.
+    // allow_origins is required even when regexes list the allowed origins.
     assert_errors(
         r#"{"allow_origin_regexes": ["https://[a-z]+\\.example\\.com"]}"#,
         &["allow_origins: missing field allow_origins (required; give [] when allow_origin_regexes lists every allowed origin)"],

@@ -1,4 +1,4 @@
-//! `Access-Control-Request-Headers` parsing through the engine (SPEC §3.1 check 3).
+//! `Access-Control-Request-Headers` parsing through the engine (the preflight's headers check).
 //!
 //! Input: one selector byte (which policy), then the raw ACRH value. An allowed preflight with
 //! that ACRH is decided and compared with a straightforward reference: split on `,`, trim

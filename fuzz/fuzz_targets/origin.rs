@@ -1,4 +1,4 @@
-//! Origin patterns (SPEC §2.3, V2) and request-origin matching.
+//! Origin patterns (docs/policy.md, *Origin patterns*) and request-origin matching.
 //!
 //! Input: `pattern \n origin`. The pattern text goes through `parse_pattern`, then a matcher
 //! built from it (plus a fixed set of wildcard patterns) is asked about the origin bytes.

@@ -1,4 +1,4 @@
-//! Policy documents (SPEC §2, validation V1–V7) through `policy::load`, as `on_configure` does:
+//! Policy documents (docs/policy.md, with every validation rule) through `policy::load`, as `on_configure` does:
 //! arbitrary bytes, decoded lossily. Oracles: no panic; a rejection names at least one error,
 //! each with a message; loading is deterministic; an accepted document decides requests
 //! under every policy it defines without panicking.

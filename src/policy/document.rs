@@ -1,4 +1,4 @@
-//! Reads a policy document (SPEC §2) from JSON, validates it (rules V1–V7) and compiles it.
+//! Reads a policy document (docs/policy.md) from JSON, validates it and compiles it.
 //!
 //! The document is walked as a `serde_json::Value` rather than deserialised into structs, so that
 //! every problem is reported at once, each with the JSON path of the value at fault. A key

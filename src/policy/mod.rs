@@ -1,4 +1,4 @@
-//! The policy document (SPEC §2): its compiled form, and loading it from JSON with every error
+//! The policy document (docs/policy.md): its compiled form, and loading it from JSON with every error
 //! reported at once, each with its JSON path.
 
 pub mod document;
@@ -62,7 +62,7 @@ pub type KeySet = HashSet<Box<[u8]>, BuildHasherDefault<KeyHasher>>;
 /// A map from byte strings looked up per request (see [`KeyHasher`]).
 pub type KeyMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<KeyHasher>>;
 
-/// `Vary` of every preflight reply (SPEC §3.1): the answer depends on all three request headers.
+/// `Vary` of every preflight reply: the answer depends on all three request headers.
 pub const PREFLIGHT_VARY: &str =
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 /// [`PREFLIGHT_VARY`] of a policy with `allow_private_network`.

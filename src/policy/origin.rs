@@ -1,4 +1,4 @@
-//! Origin patterns (SPEC §2.3): parsing and validating the patterns of a policy, and matching a
+//! Origin patterns (docs/policy.md, *Origin patterns*): parsing and validating the patterns of a policy, and matching a
 //! request's `Origin` bytes against them without scanning.
 //!
 //! Matching is byte-exact: nothing in the request is normalised. Exact origins live in a hash set,
@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Longest host name we try wildcard lookups for (DNS limit); longer hosts only match exactly.
 const MAX_HOST_LEN: usize = 253;
-/// Longest regex source accepted (SPEC V3).
+/// Longest regex source accepted.
 pub const MAX_REGEX_LEN: usize = 1000;
 
 /// The port part of a pattern.
@@ -114,7 +114,7 @@ fn default_port(scheme: &str) -> Option<&'static str> {
     }
 }
 
-/// Parses and validates one `allow_origins` entry (SPEC V2). The error says what is wrong.
+/// Parses and validates one `allow_origins` entry (serialised form, RFC 6454). The error says what is wrong.
 pub fn parse_pattern(text: &str) -> Result<OriginPattern, String> {
     match text {
         "*" => return Ok(OriginPattern::Any),
@@ -337,7 +337,7 @@ pub fn ipv6_serialised(addr: &Ipv6Addr) -> String {
     out
 }
 
-/// Parses a regex entry of `allow_origin_regexes` into its full-match form (SPEC V3).
+/// Parses a regex entry of `allow_origin_regexes` into its full-match form.
 pub fn compile_regex(source: &str) -> Result<regex_lite::Regex, String> {
     if source.len() > MAX_REGEX_LEN {
         return Err(format!(

@@ -27,7 +27,7 @@ pub fn is_token(bytes: &[u8]) -> bool {
     !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
 }
 
-/// Methods a policy may never allow (SPEC V4); compared case-insensitively.
+/// Methods a policy may never allow (Fetch's forbidden methods, plus `TRACK`); compared case-insensitively.
 pub fn is_forbidden_method(method: &str) -> bool {
     ["CONNECT", "TRACE", "TRACK"]
         .iter()

@@ -1,4 +1,4 @@
-//! The host calls of a SPEC-following CORS filter, and nothing else (see Cargo.toml).
+//! The host calls of a CORS filter that does everything this one does, and nothing else (see Cargo.toml).
 //!
 //! Plugin configuration: the one allowed origin. Per request, exactly the calls
 //! `cors-proxy-wasm` makes for the benchmark policy (BENCHMARKS.md, "Host calls per request"):
