@@ -366,6 +366,49 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def load1() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def wait_until_quiet(max_load: float, wait: int) -> None:
+    """Refuse to measure on a busy machine. With 2 CPUs, one build or test run beside the
+    benchmark halves Envoy's rate and compresses every ratio towards 1, so the run starts only
+    once the 1-minute load average is below `max_load` (waiting up to `wait` seconds for it)."""
+    deadline = time.monotonic() + wait
+    while load1() >= max_load:
+        if time.monotonic() >= deadline:
+            die(f"the machine is busy (load average {loadavg()}, limit {max_load}): stop other "
+                "work (builds, tests, Envoys) and run again, or raise --max-load knowingly")
+        log(f"waiting for a quiet machine: load average {loadavg()} (limit {max_load})")
+        time.sleep(10)
+    log(f"load average {loadavg()}: quiet enough (limit {max_load})")
+
+
+class ForeignCpu:
+    """User-space CPU time spent by processes other than this script, Envoy and wrk, as a share
+    of one CPU, over a measuring round. Anything above a few percent means another program ran
+    beside the benchmark, and its figures are not comparable."""
+
+    def __init__(self, envoy_pid: int):
+        self.envoy_pid = envoy_pid
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.start = self.sample()
+
+    def sample(self) -> tuple[float, float, float]:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        machine_user = (int(fields[1]) + int(fields[2])) / self.tick
+        stat = Path(f"/proc/{self.envoy_pid}/stat").read_text()
+        envoy_user = int(stat.rsplit(")", 1)[1].split()[11]) / self.tick
+        ours = os.times()
+        return time.monotonic(), machine_user, envoy_user + ours.user + ours.children_user
+
+    def share(self) -> float:
+        t0, machine0, own0 = self.start
+        t1, machine1, own1 = self.sample()
+        self.start = (t1, machine1, own1)
+        return max(0.0, (machine1 - machine0) - (own1 - own0)) / max(t1 - t0, 1e-9)
+
+
 # --------------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------------
@@ -429,6 +472,7 @@ def target_rows(med: dict) -> list[dict]:
                 b = med[baseline][scenario]["rps"]
                 got = med[f"ours-{size}"][scenario]["rps"] / b
                 rows.append({"size": size, "scenario": scenario, "baseline": baseline,
+                             "baseline_rps": b,
                              "target": minimum, "got": got, "met": got >= minimum,
                              "empty_vs_baseline": med["empty"][scenario]["rps"] / b,
                              "spec_calls_vs_baseline": (med[SPEC_CALLS][scenario]["rps"] / b
@@ -479,7 +523,8 @@ def markdown(results: dict) -> str:
         "",
         f"Run: {results['date']}, {a['rounds']} rounds × {a['duration']} s per run, "
         f"wrk `-t1 -c{a['connections']}`; load average (1/5/15 min) before each round: "
-        + "; ".join(results["load"]) + f"; after: {results['load_after']}.",
+        + "; ".join(results["load"]) + f"; after: {results['load_after']}. Other programs "
+        "used at most " + f"{max(results.get('foreign_cpu') or [0]):.1%} of a CPU in any round.",
         f"Machine: {results['machine']}.",
         "",
         "Requests/s (median over rounds), p50 / p99 latency in µs (medians):",
@@ -493,12 +538,13 @@ def markdown(results: dict) -> str:
             m = med[v][sc]
             cells.append(f"{m['rps']:,.0f} ({m['p50_us']:.0f} / {m['p99_us']:.0f})")
         out.append(f"| {v} | " + " | ".join(cells) + " |")
-    out += ["", "Ratios of requests/s, ours ÷ native and ours ÷ empty wasm filter:", "",
+    out += ["", "Ratios of requests/s, ours ÷ native and ours ÷ empty wasm filter, with native's "
+            "own rate at that size:", "",
             "| origins | " + " | ".join(SCENARIOS) + " |", "|---|" + "---|" * len(SCENARIOS)]
     by = {(r["size"], r["scenario"]): r for r in results["ratios"]}
     for n in SIZES:
-        cells = [f"{by[(n, sc)]['vs_native']:.2f}× / {by[(n, sc)]['vs_empty']:.2f}×"
-                 for sc in SCENARIOS]
+        cells = [f"{by[(n, sc)]['vs_native']:.2f}× / {by[(n, sc)]['vs_empty']:.2f}× "
+                 f"(native {med[f'native-{n}'][sc]['rps']:,.0f}/s)" for sc in SCENARIOS]
         out.append(f"| {n:,} | " + " | ".join(cells) + " |")
     out += ["", "Targets (ours ÷ baseline, requests/s). The baseline `native-N` has the "
             f"allowed origin in the middle of its list (the average case); the `{WORST}` rows "
@@ -516,6 +562,7 @@ def markdown(results: dict) -> str:
     for t in results["targets"]:
         base = "native" if t["baseline"] == f"native-{t['size']}" else t["baseline"]
         limit = t.get("bound")
+        base += f" ({t['baseline_rps']:,.0f}/s)" if "baseline_rps" in t else ""
         out.append(f"| {t['size']:,} | {t['scenario']} | {base} | ≥ {t['target']:.2f}× "
                    f"| {t['got']:.3f}× | {'met' if t['met'] else '**not met**'} "
                    f"| {t['empty_vs_baseline']:.2f}× | {ratio_cell(t.get('spec_calls_vs_baseline'))} "
@@ -611,6 +658,13 @@ def main() -> None:
     p.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
     p.add_argument("--chart", default=str(ROOT / "bench" / "throughput.png"))
     p.add_argument("--no-report", action="store_true", help="only build/results.json")
+    p.add_argument("--max-load", type=float, default=0.3,
+                   help="start only below this 1-minute load average (default 0.3)")
+    p.add_argument("--quiet-wait", type=int, default=300,
+                   help="seconds to wait for the load average to drop (default 300)")
+    p.add_argument("--max-foreign-cpu", type=float, default=0.05,
+                   help="a round in which other programs used more than this share of one CPU "
+                        "invalidates the run (default 0.05)")
     p.add_argument("--report-only", action="store_true",
                    help="no measurement: rewrite the report from build/bench/results.json")
     args = p.parse_args()
@@ -628,6 +682,7 @@ def main() -> None:
     if (os.cpu_count() or 1) < 2:
         die("needs 2 CPUs (Envoy on CPU 0, wrk on CPU 1)")
     envoy_bin = find_envoy()
+    wait_until_quiet(args.max_load, args.quiet_wait)
     ours = wasm_file("CORS_WASM", ROOT / "dist/cors_proxy_wasm.wasm", "run `make build`")
     empty = wasm_file("EMPTY_WASM",
                       ROOT / "bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm",
@@ -661,11 +716,13 @@ def main() -> None:
 
         runs: dict = {}
         loads = []
+        foreign = []
         total = args.rounds * len(SCENARIOS) * len(VARIANTS)
         done = 0
         for rnd in range(args.rounds):
             loads.append(loadavg())
             log(f"round {rnd + 1}/{args.rounds} (load {loads[-1]})")
+            meter = ForeignCpu(envoy.pid)
             order = VARIANTS[rnd % len(VARIANTS):] + VARIANTS[:rnd % len(VARIANTS)]
             for sc in SCENARIOS:
                 for v in order:
@@ -674,6 +731,8 @@ def main() -> None:
                     done += 1
                     print(f"  [{done}/{total}] {v:<17} {sc:<18} {r['rps']:>9,.0f} req/s  "
                           f"p50 {r['p50_us']:>5} µs  p99 {r['p99_us']:>6} µs", flush=True)
+            foreign.append(meter.share())
+            log(f"round {rnd + 1}: other programs used {foreign[-1]:.1%} of a CPU")
         load_after = loadavg()
         # Envoy still alive and still answering correctly after the load.
         for v in VARIANTS:
@@ -690,6 +749,8 @@ def main() -> None:
                  "connections": args.connections},
         "load": loads,
         "load_after": load_after,
+        "foreign_cpu": [round(f, 4) for f in foreign],
+        "valid": max(foreign) <= args.max_foreign_cpu,
         "wasm_bytes": {k: m.stat().st_size for k, m in modules.items()},
         "medians": med,
         "ratios": ratio_rows(med),
@@ -702,7 +763,17 @@ def main() -> None:
     log(f"raw results: {BUILD / 'results.json'}")
     for t in results["targets"]:
         log(f"target {t['size']:>5} {t['scenario']:<18} vs {t['baseline']:<17} "
-            f"≥{t['target']:.2f}×: {t['got']:.2f}× {'met' if t['met'] else 'NOT MET'}")
+            f"≥{t['target']:.2f}×: {t['got']:.2f}× {'met' if t['met'] else 'NOT MET'} "
+            f"({t['baseline']} {t['baseline_rps']:,.0f} req/s)")
+    for n in SIZES:
+        for sc in ("actual GET", "preflight allowed"):
+            native = med[f"native-{n}"][sc]["rps"]
+            log(f"{n:>5} origins {sc:<18} ours ÷ native {med[f'ours-{n}'][sc]['rps'] / native:.2f}× "
+                f"(native {native:,.0f} req/s)")
+    if not results["valid"]:
+        die(f"other programs used up to {max(foreign):.1%} of a CPU during a round (limit "
+            f"{args.max_foreign_cpu:.0%}): the figures are not comparable and no report was "
+            f"written; raw results: {BUILD / 'results.json'}")
     if not args.no_report:
         report(results, args)
 
