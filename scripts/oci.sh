@@ -10,7 +10,7 @@
 # Standard media types only, so any registry and any registry client (skopeo, oras, crane)
 # handle it. The output is byte-for-byte reproducible: fixed tar metadata, gzip mtime 0.
 #
-# Push it (see README.md, "The OCI image"):
+# Push it (see docs/operations.md, "The OCI image"):
 #   skopeo copy oci:dist/oci:TAG docker://registry.example.com/cors-proxy-wasm:TAG
 #   oras cp --from-oci-layout dist/oci:TAG registry.example.com/cors-proxy-wasm:TAG
 set -eu

@@ -863,36 +863,57 @@ fn stats_tags_label_the_policy_and_the_deny_reason_in_prometheus() {
     assert_eq!(got, expected);
 }
 
-/// The README's WasmPlugin example pins the manifest digest that its `make oci` example prints
-/// (both change with every new module, and the pin was once left behind).
+/// The docs' WasmPlugin example pins the manifest digest that their `make oci` example prints
+/// (both change with every new module, and the pin was once left behind). The output is shown once
+/// (docs/operations.md, "The OCI image"); every `sha256:` pin in README.md and docs/ must be it.
 #[test]
-fn readme_oci_example_pins_the_manifest_it_prints() {
-    let readme = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
-    let printed: Vec<&str> = readme
-        .lines()
-        .filter_map(|l| {
-            l.split_once(", manifest sha256:")
-                .map(|(_, hex)| hex.trim())
-        })
+fn docs_oci_example_pins_the_manifest_it_prints() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .expect("docs/")
+        .map(|entry| entry.expect("docs/ entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
         .collect();
-    let pinned: Vec<&str> = readme
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("sha256: "))
-        .map(str::trim)
-        .collect();
+    docs.sort();
+    pages.extend(docs);
+    let mut printed: Vec<(String, String)> = Vec::new();
+    let mut pinned: Vec<(String, String)> = Vec::new();
+    for page in &pages {
+        let name = page
+            .strip_prefix(root)
+            .unwrap_or(page)
+            .display()
+            .to_string();
+        let text = read(page);
+        for line in text.lines() {
+            if let Some((_, hex)) = line.split_once(", manifest sha256:") {
+                printed.push((name.clone(), hex.trim().to_owned()));
+            }
+            if let Some(hex) = line.trim().strip_prefix("sha256: ") {
+                pinned.push((name.clone(), hex.trim().to_owned()));
+            }
+        }
+    }
     assert_eq!(
         printed.len(),
         1,
-        "one `make oci` example output in README.md: {printed:?}"
+        "one `make oci` example output in README.md and docs/: {printed:?}"
     );
     assert_eq!(
-        pinned.len(),
-        1,
-        "one WasmPlugin sha256 pin in README.md: {pinned:?}"
+        printed[0].0, "docs/operations.md",
+        "the `make oci` example output lives in docs/operations.md"
     );
-    assert_eq!(printed[0].len(), 64, "a sha256 hex digest: {}", printed[0]);
-    assert_eq!(
-        pinned[0], printed[0],
-        "README.md: the WasmPlugin pin is not the printed manifest"
+    assert!(
+        pinned.iter().any(|(page, _)| page == "docs/operations.md"),
+        "a WasmPlugin sha256 pin in docs/operations.md: {pinned:?}"
     );
+    let manifest = &printed[0].1;
+    assert_eq!(manifest.len(), 64, "a sha256 hex digest: {manifest}");
+    for (page, pin) in &pinned {
+        assert_eq!(
+            pin, manifest,
+            "{page}: the WasmPlugin pin is not the printed manifest"
+        );
+    }
 }
