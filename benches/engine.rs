@@ -53,6 +53,9 @@ impl RouteFacts for NoRoute {
     fn virtual_host(&mut self) -> Option<&[u8]> {
         None
     }
+    fn istio_config(&mut self) -> Option<&[u8]> {
+        None
+    }
     fn authority(&mut self) -> Option<&[u8]> {
         Some(b"api.example.com")
     }

@@ -52,6 +52,10 @@ pub trait RouteFacts {
     fn route_name(&mut self) -> Option<&[u8]>;
     /// `xds.virtual_host_name`.
     fn virtual_host(&mut self) -> Option<&[u8]>;
+    /// `xds.route_metadata.filter_metadata.istio.config`: the Istio resource the route came from,
+    /// `/apis/<group>/<version>/namespaces/<ns>/<kind>/<name>` (docs/istio.md). Read only by
+    /// rules with `virtual_service`.
+    fn istio_config(&mut self) -> Option<&[u8]>;
     /// `:authority`, port included.
     fn authority(&mut self) -> Option<&[u8]>;
     /// `:path`.
@@ -117,6 +121,18 @@ impl Config {
         if let Some(vhost) = &rule.virtual_host {
             if facts.virtual_host() != Some(vhost.as_bytes()) {
                 return false;
+            }
+        }
+        if let Some(resource) = &rule.http_route {
+            match facts.route_name() {
+                Some(route) if resource.is_http_route_rule(route) => {}
+                _ => return false,
+            }
+        }
+        if let Some(resource) = &rule.virtual_service {
+            match facts.istio_config() {
+                Some(config) if resource.is_virtual_service_config(config) => {}
+                _ => return false,
             }
         }
         if let Some(host) = &rule.host {

@@ -193,6 +193,7 @@ struct HostRouteFacts<'a> {
     metadata_policy: Option<Option<Vec<u8>>>,
     route_name: Option<Option<Vec<u8>>>,
     virtual_host: Option<Option<Vec<u8>>>,
+    istio_config: Option<Option<Vec<u8>>>,
 }
 
 fn cached<'a>(slot: &'a mut Option<Option<Vec<u8>>>, path: &[u8]) -> Option<&'a [u8]> {
@@ -208,6 +209,9 @@ impl RouteFacts for HostRouteFacts<'_> {
     }
     fn virtual_host(&mut self) -> Option<&[u8]> {
         cached(&mut self.virtual_host, host::VIRTUAL_HOST_NAME)
+    }
+    fn istio_config(&mut self) -> Option<&[u8]> {
+        cached(&mut self.istio_config, host::ROUTE_METADATA_ISTIO_CONFIG)
     }
     fn authority(&mut self) -> Option<&[u8]> {
         self.headers
@@ -234,6 +238,7 @@ impl HttpContext for CorsHttp {
             metadata_policy: None,
             route_name: None,
             virtual_host: None,
+            istio_config: None,
         };
         let selection = state.config.select(&mut facts);
         if let engine::Selection::Unknown(name) = &selection {

@@ -48,6 +48,8 @@ pub fn plugin_configuration() -> Vec<u8> {
 pub const ROUTE_METADATA_POLICY: &[u8] = b"xds\0route_metadata\0filter_metadata\0cors\0policy";
 pub const ROUTE_NAME: &[u8] = b"xds\0route_name";
 pub const VIRTUAL_HOST_NAME: &[u8] = b"xds\0virtual_host_name";
+pub const ROUTE_METADATA_ISTIO_CONFIG: &[u8] =
+    b"xds\0route_metadata\0filter_metadata\0istio\0config";
 
 /// A property (`path` NUL-separated, see [`ROUTE_NAME`]) as raw bytes; `None` when absent or on
 /// any error.

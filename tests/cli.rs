@@ -407,6 +407,39 @@ fn explain_names_the_rule_or_metadata_that_chose_the_policy() {
 }
 
 #[test]
+fn explain_takes_the_istio_resource_a_route_came_from() {
+    let file = "examples/policies/valid/istio-resources.json";
+    let first_line = |args: &[&str]| {
+        let mut all = vec!["explain", file, "--origin", "https://a.partner.example"];
+        all.extend_from_slice(args);
+        let r = run(&all);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        r.stdout.lines().next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(
+        first_line(&["--virtual-service", "shop/storefront"]),
+        r#"policy: partner (rules[0] {virtual_service="shop/storefront"} matched)"#
+    );
+    assert_eq!(
+        first_line(&["--virtual-service", "shop/other"]),
+        "policy: default (no route metadata, no rule matched: the default)"
+    );
+    assert_eq!(
+        first_line(&["--route", "shop.catalog.v2.3"]),
+        r#"policy: public (rules[1] {http_route="shop/catalog.v2"} matched)"#
+    );
+    let r = run(&["explain", file, "--virtual-service", "storefront"]);
+    assert_eq!(r.code, Some(2));
+    assert!(
+        r.stderr.starts_with(
+            "cors-policy: --virtual-service \"storefront\": expected NAMESPACE/NAME\n"
+        ),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn explain_unknown_policy_fails_closed() {
     assert_run(
         &run(&[

@@ -180,7 +180,7 @@ fn v1_full_form_names_and_references() {
             "rules[1].policy: \"off\": use null for no CORS handling in a rule",
             "rules[2].match.host: \"A.example.com\": write the host in lower case (hosts are matched case-insensitively)",
             "rules[2].match.path_prefix: \"api/\": a path prefix must start with /",
-            "rules[2].match.rout: unknown field; expected one of route, virtual_host, host, path_prefix",
+            "rules[2].match.rout: unknown field; expected one of route, virtual_host, host, path_prefix, virtual_service, http_route",
             "rules[3].policy: missing field policy (a policy name, or null for no CORS handling)",
             "rules[4].extra: unknown field; expected match or policy",
             "rules[4].match.route: expected a string, got a number",

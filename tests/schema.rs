@@ -17,6 +17,7 @@ const SCHEMA_REJECTS: &[&str] = &[
     "credentials-any-origin.json",
     "empty.json",
     "forbidden-methods-headers.json",
+    "istio-resource-names.json",
     "not-an-object.json",
     "nothing-to-apply.json",
     "origin-not-serialised.json",

@@ -22,7 +22,8 @@ usage:
   cors-policy explain FILE [--origin ORIGIN] [--method METHOD] [--header NAME]...
                       [--preflight] [--private-network]
                       [--route NAME] [--vhost NAME] [--host HOST[:PORT]] [--path PATH]
-                      [--metadata-policy NAME] [--upstream-header 'Name: value']...
+                      [--metadata-policy NAME] [--virtual-service NAMESPACE/NAME]
+                      [--upstream-header 'Name: value']...
 
 FILE is a JSON policy document, or (.yaml/.yml) an Istio WasmPlugin whose spec.pluginConfig is
 the policy document.
@@ -36,7 +37,10 @@ explain  prints the policy chosen for the request and why, the filter's decision
          and the resulting response headers.
          --metadata-policy is the route's metadata filter_metadata.cors.policy (Envoy);
          --route / --vhost are the Envoy route and virtual host names (Istio: the
-         VirtualService http[].name, plus .<match name>); --host is the :authority.
+         VirtualService http[].name, plus .<match name>; a Gateway API HTTPRoute rule without
+         a name: <namespace>.<route>.<rule index>); --host is the :authority.
+         --virtual-service is the Istio VirtualService the route came from (the route's
+         filter_metadata.istio.config, which rules with virtual_service match).
 ";
 
 /// A problem that stops the command before it can judge the policy (exit 2): `usage_error` for bad
@@ -265,6 +269,8 @@ struct Facts {
     vhost: Option<String>,
     authority: Option<String>,
     path: Option<String>,
+    /// `filter_metadata.istio.config`, built from `--virtual-service` as Istio writes it.
+    istio_config: Option<String>,
 }
 
 impl engine::RouteFacts for Facts {
@@ -276,6 +282,9 @@ impl engine::RouteFacts for Facts {
     }
     fn virtual_host(&mut self) -> Option<&[u8]> {
         self.vhost.as_deref().map(str::as_bytes)
+    }
+    fn istio_config(&mut self) -> Option<&[u8]> {
+        self.istio_config.as_deref().map(str::as_bytes)
     }
     fn authority(&mut self) -> Option<&[u8]> {
         self.authority.as_deref().map(str::as_bytes)
@@ -305,6 +314,20 @@ fn parse_explain(args: &[String]) -> Result<ExplainArgs, Failure> {
             "--host" => parsed.facts.authority = Some(value(arg)?),
             "--path" => parsed.facts.path = Some(value(arg)?),
             "--metadata-policy" => parsed.facts.metadata_policy = Some(value(arg)?),
+            "--virtual-service" => {
+                let given = value(arg)?;
+                let (namespace, name) = given
+                    .split_once('/')
+                    .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+                    .ok_or_else(|| {
+                        usage_error(format!(
+                            "--virtual-service {given:?}: expected NAMESPACE/NAME"
+                        ))
+                    })?;
+                parsed.facts.istio_config = Some(format!(
+                    "/apis/networking.istio.io/v1/namespaces/{namespace}/virtual-service/{name}"
+                ));
+            }
             "--upstream-header" => {
                 let line = value(arg)?;
                 let Some((name, value)) = line.split_once(':') else {
@@ -528,6 +551,12 @@ fn rule_text(rule: &Rule) -> String {
     }
     if let Some(vhost) = &rule.virtual_host {
         fields.push(format!("virtual_host={vhost:?}"));
+    }
+    if let Some(resource) = &rule.virtual_service {
+        fields.push(format!("virtual_service=\"{resource}\""));
+    }
+    if let Some(resource) = &rule.http_route {
+        fields.push(format!("http_route=\"{resource}\""));
     }
     match &rule.host {
         Some(HostPattern::Exact(host)) => fields.push(format!("host={host:?}")),

@@ -13,7 +13,7 @@ use super::origin::{self, OriginMatcher, OriginPattern};
 use super::token;
 use super::{
     AllowedHeaders, AllowedMethods, Config, HostPattern, Loaded, Mode, Policy, Problem, Rejected,
-    Rule, UnmatchedPreflights, UpstreamCorsHeaders,
+    ResourceName, Rule, UnmatchedPreflights, UpstreamCorsHeaders,
 };
 
 const POLICY_FIELDS: [&str; 14] = [
@@ -33,7 +33,14 @@ const POLICY_FIELDS: [&str; 14] = [
     "dangerously_allow_insecure_origins",
 ];
 const FULL_FORM_FIELDS: [&str; 3] = ["default", "policies", "rules"];
-const MATCH_FIELDS: [&str; 4] = ["route", "virtual_host", "host", "path_prefix"];
+const MATCH_FIELDS: [&str; 6] = [
+    "route",
+    "virtual_host",
+    "host",
+    "path_prefix",
+    "virtual_service",
+    "http_route",
+];
 const MAX_AGE_LIMIT: i64 = 86_400;
 /// Origins that a regex must not match when credentials are on (it would admit any origin).
 const CREDENTIALED_REGEX_PROBES: [&str; 3] =
@@ -287,6 +294,8 @@ impl Walker {
         let mut rule = Rule {
             route: None,
             virtual_host: None,
+            virtual_service: None,
+            http_route: None,
             host: None,
             path_prefix: None,
             policy: None,
@@ -299,7 +308,7 @@ impl Walker {
                     if !MATCH_FIELDS.contains(&key.as_str()) {
                         self.error(
                             field,
-                            "unknown field; expected one of route, virtual_host, host, path_prefix",
+                            "unknown field; expected one of route, virtual_host, host, path_prefix, virtual_service, http_route",
                         );
                         continue;
                     }
@@ -310,6 +319,13 @@ impl Walker {
                     match key.as_str() {
                         "route" => rule.route = Some(text.clone()),
                         "virtual_host" => rule.virtual_host = Some(text.clone()),
+                        "virtual_service" | "http_route" => match resource_name(text) {
+                            Ok(resource) if key == "virtual_service" => {
+                                rule.virtual_service = Some(resource);
+                            }
+                            Ok(resource) => rule.http_route = Some(resource),
+                            Err(e) => self.error(field, format!("{}: {e}", quoted(text))),
+                        },
                         "host" => match host_pattern(text) {
                             Ok(host) => rule.host = Some(host),
                             Err(e) => self.error(field, format!("{}: {e}", quoted(text))),
@@ -834,6 +850,58 @@ fn not_a_string(fields: &PolicyFields, field: &str, i: usize) -> bool {
 }
 
 /// A rule's `host`: an exact lower-case host or `*.` followed by a domain.
+/// `namespace/name` of a Kubernetes resource: the namespace a DNS label (RFC 1123: lower-case
+/// letters, digits and `-`, at most 63), the name a DNS subdomain (labels of those joined by `.`,
+/// at most 253), as Kubernetes requires of VirtualServices and HTTPRoutes.
+fn resource_name(text: &str) -> Result<ResourceName, String> {
+    let Some((namespace, name)) = text.split_once('/') else {
+        return Err("expected namespace/name".into());
+    };
+    if namespace.is_empty() || name.is_empty() {
+        return Err("expected namespace/name, both non-empty".into());
+    }
+    let label_problem = |label: &str| -> Option<String> {
+        if label.is_empty() {
+            return Some("an empty label".into());
+        }
+        if label.len() > 63 {
+            return Some(format!(
+                "a label longer than 63 characters ({})",
+                label.len()
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Some(format!("'{c}' (only a-z, 0-9, - and . in names)"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some("a label starting or ending with -".into());
+        }
+        None
+    };
+    if namespace.contains('.') {
+        return Err("a namespace has no '.' (a Kubernetes namespace is a DNS label)".into());
+    }
+    if let Some(problem) = label_problem(namespace) {
+        return Err(format!("the namespace has {problem}"));
+    }
+    if name.len() > 253 {
+        return Err(format!(
+            "the name is longer than 253 characters ({})",
+            name.len()
+        ));
+    }
+    if let Some(problem) = name.split('.').find_map(label_problem) {
+        return Err(format!("the name has {problem}"));
+    }
+    Ok(ResourceName {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
 fn host_pattern(text: &str) -> Result<HostPattern, String> {
     let (wildcard, host) = match text.strip_prefix("*.") {
         Some(rest) => (true, rest),

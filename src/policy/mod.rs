@@ -239,11 +239,62 @@ impl HostPattern {
     }
 }
 
+/// A Kubernetes resource a rule names as `namespace/name` (`virtual_service`, `http_route`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ResourceName {
+    /// Does the route's `filter_metadata.istio.config` name this VirtualService? Istio writes
+    /// `/apis/networking.istio.io/<version>/namespaces/<ns>/virtual-service/<name>`; any version
+    /// is accepted (`v1alpha3`, `v1beta1`, `v1` were all written by Istio releases).
+    pub fn is_virtual_service_config(&self, config: &[u8]) -> bool {
+        let Some(rest) = config.strip_prefix(b"/apis/networking.istio.io/".as_slice()) else {
+            return false;
+        };
+        let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+            return false;
+        };
+        slash > 0
+            && rest[slash..]
+                .strip_prefix(b"/namespaces/".as_slice())
+                .and_then(|r| r.strip_prefix(self.namespace.as_bytes()))
+                .and_then(|r| r.strip_prefix(b"/virtual-service/".as_slice()))
+                == Some(self.name.as_bytes())
+    }
+
+    /// Is this Envoy route name one Istio gives a rule of this Gateway API HTTPRoute? A rule
+    /// without a `name` becomes the route `<namespace>.<name>.<rule index>`.
+    pub fn is_http_route_rule(&self, route_name: &[u8]) -> bool {
+        let Some(rest) = route_name
+            .strip_prefix(self.namespace.as_bytes())
+            .and_then(|r| r.strip_prefix(b".".as_slice()))
+            .and_then(|r| r.strip_prefix(self.name.as_bytes()))
+            .and_then(|r| r.strip_prefix(b".".as_slice()))
+        else {
+            return false;
+        };
+        !rest.is_empty() && rest.len() <= 10 && rest.iter().all(u8::is_ascii_digit)
+    }
+}
+
+impl fmt::Display for ResourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// One entry of `rules`: every given field must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub route: Option<String>,
     pub virtual_host: Option<String>,
+    /// `virtual_service`: the Istio VirtualService the route came from (its `istio.config` metadata).
+    pub virtual_service: Option<ResourceName>,
+    /// `http_route`: the Gateway API HTTPRoute whose unnamed rule the route is.
+    pub http_route: Option<ResourceName>,
     pub host: Option<HostPattern>,
     pub path_prefix: Option<String>,
     /// Index into [`Config::policies`]; `None` = no CORS handling.
