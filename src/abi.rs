@@ -1,6 +1,6 @@
 //! The proxy-wasm ABI 0.2.1 host functions this project calls, declared once: the filter's
-//! panic-free layer (`host.rs`) and the measuring filters under `bench/` (which include this file
-//! with `#[path]`) use the same declarations.
+//! panic-free layer (`host.rs`) and the measuring filters `bench/spec-calls` and
+//! `experiments/host-call-probe` (which include this file with `#[path]`) use the same declarations.
 
 // Each of those uses a different subset.
 #![allow(dead_code)]

@@ -12,7 +12,7 @@
 //! - `l`: `proxy_send_local_response` (204, no headers), once whatever K: the floor of a wasm
 //!   filter that answers requests itself, like a preflight.
 //!
-//! `bench/ab.py` runs several probes side by side in one Envoy (see BENCHMARKS.md).
+//! `experiments/ab.py` runs several probes side by side in one Envoy (see experiments/README.md).
 
 use std::cell::Cell;
 use std::ptr::null_mut;
