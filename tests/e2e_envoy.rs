@@ -48,7 +48,7 @@ fn assert_rejected(r: &Response, vary: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §3.1 Preflight
+// Preflight (docs/policy.md, "What a request gets")
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -361,7 +361,7 @@ fn unmatched_preflight_forwarded_untouched() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §3.2 Actual requests, §3.3 Vary
+// Actual requests, Vary (docs/policy.md, "What a request gets")
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -678,7 +678,7 @@ fn upstream_cors_headers_kept() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §2.1 Choosing the policy
+// Choosing the policy (docs/routing.md)
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -852,7 +852,7 @@ fn no_default_passes_through() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §3.2 Local replies of later filters
+// Local replies of later filters
 // ---------------------------------------------------------------------------------------------
 
 /// A later filter answers GET `path` itself with `status`: with CORS headers for the allowed
@@ -944,7 +944,7 @@ fn jwt_authn_401_carries_cors_headers() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §3.4 Report mode, §5 metrics
+// Report mode, metrics (docs/operations.md, "Metrics")
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -1053,7 +1053,7 @@ fn metrics_exact_names_and_counts() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §4 Never crash
+// Never crash (docs/operations.md, "What the filter guarantees")
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -1150,7 +1150,7 @@ fn repeated_headers() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §2.4 Validation at startup
+// Validation at startup (docs/policy.md, "Validation")
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -1384,7 +1384,7 @@ fn find_string_values(v: &Value, type_url: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §4 A rejected policy never replaces a running one
+// A rejected policy never replaces a running one (docs/operations.md, "A bad policy")
 // ---------------------------------------------------------------------------------------------
 
 #[test]

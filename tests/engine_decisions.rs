@@ -101,7 +101,7 @@ const PREFLIGHT_VARY: &str =
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 // ---------------------------------------------------------------------------------------------
-// §2.1 choosing the policy
+// Choosing the policy (docs/routing.md)
 
 const FULL: &str = r#"{
     "default":  { "allow_origins": ["https://app.example.com"] },
@@ -266,7 +266,7 @@ fn authority_host_strips_ports() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §3.1 preflights
+// Preflights (docs/policy.md, "What a request gets")
 
 const RICH: &str = r#"{"allow_origins": ["https://app.example.com"],
     "allow_methods": ["GET", "PUT", "DELETE"], "allow_headers": ["X-Custom", "content-type"],
@@ -686,7 +686,7 @@ fn untouched_selection_does_nothing() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §3.2 actual requests and §3.3 Vary
+// Actual requests and Vary (docs/policy.md, "What a request gets")
 
 #[test]
 fn actual_requests() {
