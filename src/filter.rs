@@ -189,7 +189,7 @@ impl Context for CorsHttp {}
 
 /// Route facts read from the host on demand, each at most once.
 struct HostRouteFacts<'a> {
-    headers: &'a host::HeaderMap,
+    headers: &'a crate::header_map::HeaderMap,
     metadata_policy: Option<Option<Vec<u8>>>,
     route_name: Option<Option<Vec<u8>>>,
     virtual_host: Option<Option<Vec<u8>>>,

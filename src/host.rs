@@ -2,11 +2,12 @@
 //!
 //! The SDK's `hostcalls` `panic!` on any status other than Ok/NotFound and its header getters
 //! unwrap UTF-8: one odd byte or host status would abort the VM and fail every later request on
-//! the worker. Here every call returns an `Option`/`bool`, every value is bytes, and the
-//! serialised header maps are parsed with bounds checks.
+//! the worker. Here every call returns an `Option`/`bool` and every value is bytes. The serialised
+//! header maps are parsed and written by [`crate::header_map`] (plain Rust, tested natively).
 
-use std::borrow::Cow;
 use std::ptr::null_mut;
+
+use crate::header_map::{self, HeaderMap};
 
 /// `proxy_status_t::Ok`.
 const OK: u32 = 0;
@@ -65,84 +66,7 @@ pub fn property(path: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// A serialised header map, as the host hands it over, read without copying its values.
-#[derive(Default)]
-pub struct HeaderMap {
-    buffer: Vec<u8>,
-    /// `(name start, name len, value start, value len)` into `buffer`.
-    entries: Vec<(usize, usize, usize, usize)>,
-}
-
-impl HeaderMap {
-    /// Parses `u32 count, count × (u32 name len, u32 value len), then name\0value\0 …`
-    /// (little-endian). A malformed buffer yields the entries read before the fault.
-    fn parse(buffer: Vec<u8>) -> Self {
-        let read_u32 = |at: usize| -> Option<usize> {
-            let bytes = buffer.get(at..at.checked_add(4)?)?;
-            Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
-        };
-        let count = read_u32(0).unwrap_or(0);
-        // Each entry takes at least 10 bytes (two sizes, two NULs): no reallocation, and no
-        // trusting a count the buffer cannot hold.
-        let mut entries = Vec::with_capacity(count.min(buffer.len() / 10));
-        let mut data = 4usize.saturating_add(count.saturating_mul(8));
-        for i in 0..count {
-            let (Some(name_len), Some(value_len)) = (read_u32(4 + i * 8), read_u32(8 + i * 8))
-            else {
-                break;
-            };
-            let name_start = data;
-            let value_start = name_start.saturating_add(name_len).saturating_add(1);
-            let end = value_start.saturating_add(value_len).saturating_add(1);
-            if end > buffer.len() {
-                break;
-            }
-            entries.push((name_start, name_len, value_start, value_len));
-            data = end;
-        }
-        HeaderMap { buffer, entries }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.entries.iter().map(|&(ns, nl, vs, vl)| {
-            (
-                self.buffer.get(ns..ns + nl).unwrap_or_default(),
-                self.buffer.get(vs..vs + vl).unwrap_or_default(),
-            )
-        })
-    }
-
-    /// The values of several (lower-case) headers, read in one pass over the map: entry `i` is
-    /// the value of `names[i]`, several headers of that name joined with `,`.
-    pub fn values<const N: usize>(&self, names: [&[u8]; N]) -> [Option<Cow<'_, [u8]>>; N] {
-        let mut found: [Option<Cow<'_, [u8]>>; N] = std::array::from_fn(|_| None);
-        for (name, value) in self.iter() {
-            let Some(slot) = names
-                .iter()
-                .position(|&wanted| {
-                    // Envoy hands names over in lower case: the byte comparison decides.
-                    wanted.len() == name.len()
-                        && (wanted == name || wanted.eq_ignore_ascii_case(name))
-                })
-                .and_then(|i| found.get_mut(i))
-            else {
-                continue;
-            };
-            *slot = Some(match slot.take() {
-                None => Cow::Borrowed(value),
-                Some(first) => {
-                    let mut joined = first.into_owned();
-                    joined.push(b',');
-                    joined.extend_from_slice(value);
-                    Cow::Owned(joined)
-                }
-            });
-        }
-        found
-    }
-}
-
-fn header_map(map_type: u32) -> HeaderMap {
+fn host_header_map(map_type: u32) -> HeaderMap {
     let mut data = null_mut();
     let mut size = 0;
     // SAFETY: as above.
@@ -157,11 +81,11 @@ fn header_map(map_type: u32) -> HeaderMap {
 }
 
 pub fn request_headers() -> HeaderMap {
-    header_map(REQUEST_HEADERS)
+    host_header_map(REQUEST_HEADERS)
 }
 
 pub fn response_headers() -> HeaderMap {
-    header_map(RESPONSE_HEADERS)
+    host_header_map(RESPONSE_HEADERS)
 }
 
 /// Sets a response header, replacing every header of that name.
@@ -183,26 +107,6 @@ pub fn remove_response_header(name: &[u8]) -> bool {
     unsafe { proxy_remove_header_map_value(RESPONSE_HEADERS, name.as_ptr(), name.len()) == OK }
 }
 
-fn serialize_map<V: AsRef<[u8]>>(headers: &[(&str, V)]) -> Vec<u8> {
-    let size = 4 + headers
-        .iter()
-        .map(|(n, v)| 10 + n.len() + v.as_ref().len())
-        .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
-    for (name, value) in headers {
-        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(value.as_ref().len() as u32).to_le_bytes());
-    }
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        out.extend_from_slice(value.as_ref());
-        out.push(0);
-    }
-    out
-}
-
 /// Sends a local reply with an empty body. `details` shows in Envoy's access log
 /// (`%RESPONSE_CODE_DETAILS%`).
 pub fn send_local_response<V: AsRef<[u8]>>(
@@ -210,7 +114,7 @@ pub fn send_local_response<V: AsRef<[u8]>>(
     headers: &[(&str, V)],
     details: &str,
 ) -> bool {
-    let serialized = serialize_map(headers);
+    let serialized = header_map::serialize(headers);
     // SAFETY: as above.
     unsafe {
         proxy_send_local_response(

@@ -21,6 +21,11 @@ use proxy_wasm::types::{Action, ContextType};
 mod abi;
 use abi::*;
 
+// The filter's own parser and writer of serialised header maps (no host calls, no dependencies).
+#[path = "../../../src/header_map.rs"]
+mod header_map;
+use header_map::HeaderMap;
+
 const REQUEST_HEADERS: u32 = 0;
 const RESPONSE_HEADERS: u32 = 2;
 const PLUGIN_CONFIGURATION: u32 = 7;
@@ -50,43 +55,8 @@ fn header_pairs(map_type: u32) -> Vec<u8> {
     take(data, size)
 }
 
-/// The value of `name` in a serialised header map (`u32 count, count × (u32, u32) sizes, then
-/// name\0value\0 …`), bounds-checked.
-fn find<'a>(map: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let u32_at = |at: usize| -> Option<usize> {
-        let b = map.get(at..at + 4)?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    };
-    let count = u32_at(0)?;
-    let mut at = 4 + count * 8;
-    for i in 0..count {
-        let (n, v) = (u32_at(4 + i * 8)?, u32_at(8 + i * 8)?);
-        let value = map.get(at + n + 1..at + n + 1 + v)?;
-        if map.get(at..at + n)? == name {
-            return Some(value);
-        }
-        at += n + v + 2;
-    }
-    None
-}
-
 /// Header (name, value) pairs.
 type Headers<'a> = Vec<(&'a [u8], &'a [u8])>;
-
-fn serialize(headers: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut out = (headers.len() as u32).to_le_bytes().to_vec();
-    for (n, v) in headers {
-        out.extend_from_slice(&(n.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (n, v) in headers {
-        out.extend_from_slice(n);
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
-    out
-}
 
 fn set_response_header(name: &[u8], value: &[u8]) {
     // SAFETY: live slices.
@@ -140,7 +110,7 @@ impl Context for SpecHttp {}
 
 impl HttpContext for SpecHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let request = header_pairs(REQUEST_HEADERS);
+        let request = HeaderMap::parse(header_pairs(REQUEST_HEADERS));
         let (mut data, mut size) = (null_mut(), 0);
         // SAFETY: live slice, valid out-pointers.
         unsafe {
@@ -152,9 +122,9 @@ impl HttpContext for SpecHttp {
             )
         };
         drop(take(data, size));
-        let origin = find(&request, b"origin");
-        let allowed = origin == Some(&*self.allowed);
-        if origin.is_some() && find(&request, b":method") == Some(b"OPTIONS".as_slice()) {
+        let [origin, method] = request.values([b"origin", b":method"]);
+        let allowed = origin.as_deref() == Some(&*self.allowed);
+        if origin.is_some() && method.as_deref() == Some(b"OPTIONS".as_slice()) {
             let (status, headers): (u32, Headers) = if allowed {
                 (
                     204,
@@ -169,7 +139,7 @@ impl HttpContext for SpecHttp {
             } else {
                 (403, vec![(b"vary", PREFLIGHT_VARY)])
             };
-            let map = serialize(&headers);
+            let map = header_map::serialize(&headers);
             let details = b"spec_calls";
             // SAFETY: live slices.
             unsafe {
