@@ -1,0 +1,267 @@
+//! The dynamic-module shim: reads the request through [`Host`], hands it to the engine, applies
+//! the decision, counts. The same steps, log lines and metric names as the proxy-wasm shim
+//! (`src/filter.rs`); all policy logic lives in the engine.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use cors_proxy_wasm::engine::{
+    self, Counter, HeaderEdit, Outcome, Request, ResponsePlan, RouteFacts,
+};
+use cors_proxy_wasm::policy::{self, Config};
+
+use crate::host::{Attribute, Headers, Host};
+
+/// At most this many distinct unknown policy names are remembered for log-once.
+const UNKNOWN_NAMES_LOGGED: usize = 64;
+
+/// One filter configuration: the compiled policy and its counters. Shared by every stream (and
+/// every worker thread) of the listeners that use it.
+pub struct State {
+    pub config: Config,
+    /// `Counter::PER_POLICY` counter ids per policy, in policy order (`None`: Envoy refused it).
+    counters: Vec<Option<usize>>,
+    unknown_policy: Option<usize>,
+    unknown_names_logged: Mutex<HashSet<Vec<u8>>>,
+}
+
+/// Why a configuration was refused (already logged).
+#[derive(Debug)]
+pub struct Refused;
+
+impl State {
+    /// Loads the policy document: logs its warnings and, on errors, each error with its path,
+    /// exactly as the proxy-wasm build does. `define_counter` defines one counter in Envoy.
+    pub fn load(
+        document: &[u8],
+        mut define_counter: impl FnMut(&str) -> Option<usize>,
+    ) -> Result<State, Refused> {
+        let text = String::from_utf8_lossy(document);
+        match policy::load(&text) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    log::warn!("cors-proxy-wasm: policy warning: {warning}");
+                }
+                log::info!(
+                    "cors-proxy-wasm: policy loaded ({} policies, {} rules)",
+                    loaded.config.policies.len(),
+                    loaded.config.rules.len()
+                );
+                let mut define = |name: String| {
+                    let id = define_counter(&name);
+                    if id.is_none() {
+                        log::warn!("cors-proxy-wasm: could not define metric {name}");
+                    }
+                    id
+                };
+                let counters = loaded
+                    .config
+                    .policies
+                    .iter()
+                    .flat_map(|p| {
+                        Counter::ALL
+                            .iter()
+                            .map(move |c| format!("cors.{}.{}", p.name, c.suffix()))
+                    })
+                    .map(&mut define)
+                    .collect();
+                let unknown_policy = define("cors.unknown_policy".to_owned());
+                Ok(State {
+                    config: loaded.config,
+                    counters,
+                    unknown_policy,
+                    unknown_names_logged: Mutex::new(HashSet::new()),
+                })
+            }
+            Err(rejected) => {
+                for warning in &rejected.warnings {
+                    log::warn!("cors-proxy-wasm: policy warning: {warning}");
+                }
+                for error in &rejected.errors {
+                    log::error!("cors-proxy-wasm: invalid policy: {error}");
+                }
+                log::error!(
+                    "cors-proxy-wasm: policy rejected with {} error(s); the configuration is refused",
+                    rejected.errors.len()
+                );
+                Err(Refused)
+            }
+        }
+    }
+
+    fn count(&self, host: &impl Host, outcome: &Outcome) {
+        if let (Some(policy), Some(counter)) = (outcome.policy, outcome.counter) {
+            let index = policy * Counter::PER_POLICY + counter.index();
+            if let Some(Some(id)) = self.counters.get(index) {
+                host.increment(*id);
+            }
+        }
+        if let (true, Some(id)) = (outcome.unknown_policy, self.unknown_policy) {
+            host.increment(id);
+        }
+    }
+
+    fn log_unknown_once(&self, name: &[u8]) {
+        // A poisoned lock only means another thread panicked while logging: the set is intact.
+        let mut logged = match self.unknown_names_logged.lock() {
+            Ok(logged) => logged,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if logged.len() < UNKNOWN_NAMES_LOGGED && logged.insert(name.to_vec()) {
+            log::error!(
+                "cors-proxy-wasm: route metadata names unknown policy {:?}; failing closed (preflights 403, no CORS headers)",
+                String::from_utf8_lossy(name)
+            );
+        }
+    }
+}
+
+/// One HTTP stream.
+#[derive(Default)]
+pub struct Filter {
+    /// What to do to the response, decided on the request.
+    plan: Option<ResponsePlan>,
+    /// We answered this request ourselves: our reply passes through our own response hook.
+    replied: bool,
+}
+
+/// What the request hook tells Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    /// A local reply was sent: stop the request here.
+    Stop,
+}
+
+/// Route facts read from the host on demand, each at most once.
+struct HostRouteFacts<'h, H: Host> {
+    host: &'h H,
+    metadata_policy: Option<Option<&'h [u8]>>,
+    route_name: Option<Option<&'h [u8]>>,
+    virtual_host: Option<Option<&'h [u8]>>,
+    authority: Option<Option<std::borrow::Cow<'h, [u8]>>>,
+    path: Option<Option<std::borrow::Cow<'h, [u8]>>>,
+}
+
+impl<H: Host> RouteFacts for HostRouteFacts<'_, H> {
+    fn metadata_policy(&mut self) -> Option<&[u8]> {
+        let host = self.host;
+        *self
+            .metadata_policy
+            .get_or_insert_with(|| host.route_metadata("cors", "policy"))
+    }
+    fn route_name(&mut self) -> Option<&[u8]> {
+        let host = self.host;
+        *self
+            .route_name
+            .get_or_insert_with(|| host.attribute(Attribute::RouteName))
+    }
+    fn virtual_host(&mut self) -> Option<&[u8]> {
+        let host = self.host;
+        *self
+            .virtual_host
+            .get_or_insert_with(|| host.attribute(Attribute::VirtualHostName))
+    }
+    fn authority(&mut self) -> Option<&[u8]> {
+        let host = self.host;
+        self.authority
+            .get_or_insert_with(|| host.header(Headers::Request, b":authority"))
+            .as_deref()
+    }
+    fn path(&mut self) -> Option<&[u8]> {
+        let host = self.host;
+        self.path
+            .get_or_insert_with(|| host.header(Headers::Request, b":path"))
+            .as_deref()
+    }
+}
+
+impl Filter {
+    /// The request headers: choose the policy, decide, count, log; answer a preflight locally.
+    pub fn on_request_headers(&mut self, state: &State, host: &impl Host) -> Next {
+        let mut facts = HostRouteFacts {
+            host,
+            metadata_policy: None,
+            route_name: None,
+            virtual_host: None,
+            authority: None,
+            path: None,
+        };
+        let selection = state.config.select(&mut facts);
+        if let engine::Selection::Unknown(name) = &selection {
+            state.log_unknown_once(name);
+        }
+        let method = host.header(Headers::Request, b":method");
+        let origin = host.header(Headers::Request, b"origin");
+        let acrm = host.header(Headers::Request, b"access-control-request-method");
+        let acrh = host.header(Headers::Request, b"access-control-request-headers");
+        let acrpn = host.header(Headers::Request, b"access-control-request-private-network");
+        let request = Request {
+            method: method.as_deref().unwrap_or_default(),
+            origin: origin.as_deref(),
+            acrm: acrm.as_deref(),
+            acrh: acrh.as_deref(),
+            acrpn: acrpn.as_deref(),
+        };
+        let outcome = engine::decide(&state.config, &selection, &request);
+        state.count(host, &outcome);
+        if outcome.counter.is_some() || outcome.unknown_policy {
+            let debug = outcome
+                .policy
+                .and_then(|i| state.config.policy(i))
+                .is_some_and(|p| p.debug);
+            let denied = matches!(
+                outcome.counter,
+                Some(Counter::PreflightDenied(_) | Counter::ActualDenied)
+            );
+            if (debug || denied) && log::log_enabled!(log::Level::Debug) {
+                log::debug!("{}", engine::describe(&state.config, &request, &outcome));
+            }
+        }
+        match outcome.action {
+            engine::Action::Untouched => Next::Continue,
+            engine::Action::Forward(plan) => {
+                self.plan = Some(plan);
+                Next::Continue
+            }
+            engine::Action::Reply(reply) => {
+                let details = if reply.status == 403 {
+                    "cors_preflight_denied"
+                } else {
+                    "cors_preflight_allowed"
+                };
+                let headers: Vec<(&str, &[u8])> = reply
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (*name, value.as_ref()))
+                    .collect();
+                host.send_response(reply.status, &headers, details);
+                self.replied = true;
+                Next::Stop
+            }
+        }
+    }
+
+    /// The response headers: the plan's edits (none on our own replies, which already carry
+    /// their headers; a later filter's local reply is decorated like an upstream answer).
+    pub fn on_response_headers(&mut self, state: &State, host: &impl Host) {
+        if self.replied {
+            return;
+        }
+        let Some(plan) = self.plan.take() else {
+            return;
+        };
+        let edits = {
+            let headers = host.headers(Headers::Response);
+            engine::response_edits(&state.config, &plan, &headers)
+        };
+        for edit in edits {
+            match edit {
+                HeaderEdit::Remove(name) => host.set_response_header(&name, None),
+                HeaderEdit::Set(name, value) => {
+                    host.set_response_header(name.as_bytes(), Some(&value))
+                }
+            };
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! What the filter asks of Envoy during one HTTP stream, behind a trait: [`Envoy`] makes the real
+//! callbacks, a mock (tests, the fuzz target) answers from memory. Every method takes `&self` and
+//! returns bytes borrowed for the current hook (Envoy keeps them valid until the hook returns).
+
+use std::borrow::Cow;
+
+/// A route attribute read through Envoy's attribute callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribute {
+    /// `xds.route_name`.
+    RouteName,
+    /// `xds.virtual_host_name`.
+    VirtualHostName,
+}
+
+/// Which header map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Headers {
+    Request,
+    Response,
+}
+
+/// The callbacks one stream's hooks use.
+pub trait Host {
+    /// The values of a (lower-case) header, several joined with `,` as the proxy-wasm host does.
+    fn header(&self, map: Headers, name: &[u8]) -> Option<Cow<'_, [u8]>>;
+    /// Every header of a map, in order (lower-case names).
+    fn headers(&self, map: Headers) -> Vec<(&[u8], &[u8])>;
+    /// Sets a response header (replacing every one of that name), or removes it (`None`).
+    fn set_response_header(&self, name: &[u8], value: Option<&[u8]>) -> bool;
+    /// Answers the request locally, empty body.
+    fn send_response(&self, status: u16, headers: &[(&str, &[u8])], details: &str);
+    /// A string in the route's `filter_metadata`: `namespace.key`.
+    fn route_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]>;
+    fn attribute(&self, attribute: Attribute) -> Option<&[u8]>;
+    /// Adds one to a counter defined when the configuration was created.
+    fn increment(&self, counter: usize);
+}
+
+/// The real callbacks, for the stream Envoy handed to the hook.
+#[cfg(feature = "envoy")]
+pub struct Envoy {
+    filter: crate::abi::EnvoyPtr,
+}
+
+#[cfg(feature = "envoy")]
+impl Envoy {
+    /// # Safety
+    /// `filter` is the `filter_envoy_ptr` of the hook being run; the value lives only as long as
+    /// that hook.
+    pub unsafe fn new(filter: crate::abi::EnvoyPtr) -> Envoy {
+        Envoy { filter }
+    }
+
+    fn header_type(map: Headers) -> u32 {
+        match map {
+            Headers::Request => crate::abi::REQUEST_HEADER,
+            Headers::Response => crate::abi::RESPONSE_HEADER,
+        }
+    }
+}
+
+#[cfg(feature = "envoy")]
+impl Host for Envoy {
+    fn header(&self, map: Headers, name: &[u8]) -> Option<Cow<'_, [u8]>> {
+        use crate::abi::*;
+        let header_type = Envoy::header_type(map);
+        let mut first = EnvoyBuffer::EMPTY;
+        let mut count = 0usize;
+        // SAFETY: the filter pointer is the live one of this hook; out-pointers are valid; the
+        // value stays valid until the hook returns (no header of this map is set before then).
+        let value = unsafe {
+            if !envoy_dynamic_module_callback_http_get_header(
+                self.filter,
+                header_type,
+                ModuleBuffer::of(name),
+                &mut first,
+                0,
+                &mut count,
+            ) {
+                return None;
+            }
+            first.as_bytes()?
+        };
+        if count <= 1 {
+            return Some(Cow::Borrowed(value));
+        }
+        let mut joined = value.to_vec();
+        for index in 1..count {
+            let mut next = EnvoyBuffer::EMPTY;
+            // SAFETY: as above.
+            let more = unsafe {
+                envoy_dynamic_module_callback_http_get_header(
+                    self.filter,
+                    header_type,
+                    ModuleBuffer::of(name),
+                    &mut next,
+                    index,
+                    std::ptr::null_mut(),
+                )
+                .then(|| next.as_bytes())
+                .flatten()
+            };
+            if let Some(more) = more {
+                joined.push(b',');
+                joined.extend_from_slice(more);
+            }
+        }
+        Some(Cow::Owned(joined))
+    }
+
+    fn headers(&self, map: Headers) -> Vec<(&[u8], &[u8])> {
+        use crate::abi::*;
+        let header_type = Envoy::header_type(map);
+        // SAFETY: as above; the array has room for the size Envoy reported.
+        unsafe {
+            let size = envoy_dynamic_module_callback_http_get_headers_size(self.filter, header_type);
+            if size == 0 {
+                return Vec::new();
+            }
+            let mut raw = vec![HttpHeader::EMPTY; size];
+            if !envoy_dynamic_module_callback_http_get_headers(
+                self.filter,
+                header_type,
+                raw.as_mut_ptr(),
+            ) {
+                return Vec::new();
+            }
+            raw.iter()
+                .filter_map(|h| {
+                    let name = EnvoyBuffer {
+                        ptr: h.key_ptr,
+                        length: h.key_length,
+                    }
+                    .as_bytes()?;
+                    let value = EnvoyBuffer {
+                        ptr: h.value_ptr,
+                        length: h.value_length,
+                    }
+                    .as_bytes()
+                    .unwrap_or_default();
+                    Some((name, value))
+                })
+                .collect()
+        }
+    }
+
+    fn set_response_header(&self, name: &[u8], value: Option<&[u8]>) -> bool {
+        use crate::abi::*;
+        let value = value.map_or(ModuleBuffer::NULL, ModuleBuffer::of);
+        // SAFETY: live slices, read during the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.filter,
+                RESPONSE_HEADER,
+                ModuleBuffer::of(name),
+                value,
+            )
+        }
+    }
+
+    fn send_response(&self, status: u16, headers: &[(&str, &[u8])], details: &str) {
+        use crate::abi::*;
+        let raw: Vec<HttpHeader> = headers
+            .iter()
+            .map(|(name, value)| HttpHeader {
+                key_ptr: name.as_ptr(),
+                key_length: name.len(),
+                value_ptr: value.as_ptr(),
+                value_length: value.len(),
+            })
+            .collect();
+        // SAFETY: live slices, copied by Envoy during the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_send_response(
+                self.filter,
+                u32::from(status),
+                raw.as_ptr(),
+                raw.len(),
+                ModuleBuffer::NULL,
+                ModuleBuffer::of(details.as_bytes()),
+            );
+        }
+    }
+
+    fn route_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]> {
+        use crate::abi::*;
+        let mut result = EnvoyBuffer::EMPTY;
+        // SAFETY: as for `header`.
+        unsafe {
+            if !envoy_dynamic_module_callback_http_get_metadata_string(
+                self.filter,
+                METADATA_SOURCE_ROUTE,
+                ModuleBuffer::of(namespace.as_bytes()),
+                ModuleBuffer::of(key.as_bytes()),
+                &mut result,
+            ) {
+                return None;
+            }
+            result.as_bytes()
+        }
+    }
+
+    fn attribute(&self, attribute: Attribute) -> Option<&[u8]> {
+        use crate::abi::*;
+        let id = match attribute {
+            Attribute::RouteName => ATTRIBUTE_XDS_ROUTE_NAME,
+            Attribute::VirtualHostName => ATTRIBUTE_XDS_VIRTUAL_HOST_NAME,
+        };
+        let mut result = EnvoyBuffer::EMPTY;
+        // SAFETY: as for `header`.
+        unsafe {
+            if !envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.filter,
+                id,
+                &mut result,
+            ) {
+                return None;
+            }
+            result.as_bytes()
+        }
+    }
+
+    fn increment(&self, counter: usize) {
+        // SAFETY: no labels; the id came from `define_counter` on this filter's configuration.
+        unsafe {
+            crate::abi::envoy_dynamic_module_callback_http_filter_increment_counter(
+                self.filter,
+                counter,
+                std::ptr::null(),
+                0,
+                1,
+            );
+        }
+    }
+}
