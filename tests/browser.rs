@@ -4,7 +4,8 @@
 //!
 //! Layout (all on 127.0.0.1, ports chosen by the kernel):
 //! - a tiny page server (this file) serves `examples/demo.html` on port P for any path;
-//! - Envoy (tests/support) with the filter, the policy of `examples/policy.json` whose `default`
+//! - Envoy (tests/support) with the filter (each test runs once per build: the proxy-wasm module
+//!   and the dynamic module), the policy of `examples/policy.json` whose `default`
 //!   allows exactly `http://127.0.0.1:P`, and the routes of `envoy/envoy.yaml` (`/public/` ->
 //!   `public`, `/internal/` -> off, `/` -> `default`) plus `/forbidden/`, denied by
 //!   `envoy.filters.http.rbac` after our filter;
@@ -21,6 +22,7 @@
 //! Chromium missing is a failure, never a pass: install the Debian package `chromium` (`.ci/run`
 //! does) or point `CHROMIUM` at a Chromium/Chrome binary.
 
+#[macro_use]
 mod support;
 
 use serde_json::{json, Value};
@@ -556,7 +558,6 @@ fn assert_counters_exactly(envoy: &Envoy, expected: &[(&str, u64)]) {
     assert_eq!(got, want, "filter counters after the browser ran");
 }
 
-#[test]
 fn chromium_runs_the_demo_page_against_envoy() {
     // Fail first (and loudly) if there is no browser, before starting anything.
     let _ = chromium_bin();
@@ -648,11 +649,11 @@ fn chromium_runs_the_demo_page_against_envoy() {
     );
 }
 
-/// `make run` as a user sees it: envoy/envoy.yaml (on free ports) serves the demo page from its
+/// `make run` as a user sees it: envoy/envoy.yaml, or envoy/dynamic-module/envoy.yaml for the
+/// dynamic module (`make run-native`), on free ports, serves the demo page from its
 /// demo listener and the filter on its API listener, with the example policy (both
 /// `http://127.0.0.1:<demo>` and `http://localhost:<demo>` allowed). Every scenario passes from
 /// both, and fails closed from the page's sandboxed `Origin: null` iframe.
-#[test]
 fn chromium_runs_the_demo_as_served_by_make_run() {
     let _ = chromium_bin();
     let (mut config, ports) = shipped_envoy_yaml_on_free_ports();
@@ -698,4 +699,9 @@ fn chromium_runs_the_demo_as_served_by_make_run() {
             ("cors.public.actual_allowed", 6),
         ],
     );
+}
+
+for_each_build! {
+    chromium_runs_the_demo_page_against_envoy,
+    chromium_runs_the_demo_as_served_by_make_run,
 }

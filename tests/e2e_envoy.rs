@@ -3,6 +3,7 @@
 //! Needs `ENVOY_BIN` and `CORS_WASM` (`make test` exports both). Each test starts its own Envoy
 //! (~0.1 s) with its own in-process upstream, so tests are independent and run in parallel.
 
+#[macro_use]
 mod support;
 
 use serde_json::{json, Value};
@@ -51,7 +52,6 @@ fn assert_rejected(r: &Response, vary: &str) {
 // Preflight (docs/policy.md, "What a request gets")
 // ---------------------------------------------------------------------------------------------
 
-#[test]
 fn preflight_allowed_sends_every_header() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN],
@@ -94,7 +94,6 @@ fn preflight_allowed_sends_every_header() {
     assert_eq!(envoy.upstream.as_ref().map(Upstream::requests), Some(0));
 }
 
-#[test]
 fn preflight_safelisted_methods_always_allowed_and_defaults() {
     let envoy = start(json!({ "allow_origins": [ORIGIN], "allow_methods": ["PUT"] }));
     for m in ["GET", "HEAD", "POST", "PUT"] {
@@ -116,7 +115,6 @@ fn preflight_safelisted_methods_always_allowed_and_defaults() {
     r.assert_header("access-control-allow-methods", "GET, HEAD, POST");
 }
 
-#[test]
 fn preflight_custom_status() {
     let envoy = start(json!({ "allow_origins": [ORIGIN], "preflight_status": 200 }));
     let r = envoy.send(&Req::preflight("/", ORIGIN, "GET"));
@@ -125,7 +123,6 @@ fn preflight_custom_status() {
     r.assert_header("vary", PREFLIGHT_VARY);
 }
 
-#[test]
 fn float_numbers_with_zero_fraction_are_accepted() {
     // Istio's pluginConfig turns integers into floats.
     let envoy =
@@ -144,7 +141,6 @@ fn deny_policy(debug: bool) -> Value {
     })
 }
 
-#[test]
 fn preflight_denied_reasons_with_debug() {
     let envoy = start(deny_policy(true));
     let cases: [(&str, Req); 6] = [
@@ -181,7 +177,6 @@ fn preflight_denied_reasons_with_debug() {
     assert_eq!(envoy.upstream.as_ref().map(Upstream::requests), Some(0));
 }
 
-#[test]
 fn preflight_denied_without_debug_has_no_reason() {
     let envoy = start(deny_policy(false));
     for req in [
@@ -196,7 +191,6 @@ fn preflight_denied_without_debug_has_no_reason() {
     }
 }
 
-#[test]
 fn empty_methods_max_age_zero_exact_pna_value_and_any_origin_lists() {
     let envoy = EnvoyBuilder::new(
         json!({
@@ -271,7 +265,6 @@ fn empty_methods_max_age_zero_exact_pna_value_and_any_origin_lists() {
     r.assert_no_cors();
 }
 
-#[test]
 fn private_network_access_preflight() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN], "allow_private_network": true, "debug": true
@@ -295,7 +288,6 @@ fn private_network_access_preflight() {
     r.assert_header("cors-deny-reason", "origin");
 }
 
-#[test]
 fn unmatched_preflight_forwarded_untouched() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN], "allow_methods": ["GET", "PUT"], "unmatched_preflights": "forward"
@@ -364,7 +356,6 @@ fn unmatched_preflight_forwarded_untouched() {
 // Actual requests, Vary (docs/policy.md, "What a request gets")
 // ---------------------------------------------------------------------------------------------
 
-#[test]
 fn actual_request_allowed_and_denied() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN],
@@ -421,7 +412,6 @@ fn actual_request_allowed_and_denied() {
     r.assert_header("vary", "Origin");
 }
 
-#[test]
 fn any_origin_policy() {
     let envoy = start(json!({
         "allow_origins": ["*"], "allow_methods": ["GET"], "expose_headers": ["*"]
@@ -447,7 +437,6 @@ fn any_origin_policy() {
     r.assert_header("vary", PREFLIGHT_VARY);
 }
 
-#[test]
 fn wildcard_methods_and_headers_without_credentials() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN], "allow_methods": ["*"], "allow_headers": ["*"], "debug": true
@@ -472,7 +461,6 @@ fn wildcard_methods_and_headers_without_credentials() {
     r.assert_header("access-control-allow-headers", "*");
 }
 
-#[test]
 fn wildcard_methods_and_headers_with_credentials() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN], "allow_methods": ["*"], "allow_headers": ["*"],
@@ -485,7 +473,6 @@ fn wildcard_methods_and_headers_with_credentials() {
     r.assert_header("access-control-allow-headers", "x-b, x-a");
 }
 
-#[test]
 fn origin_patterns_match_byte_exact() {
     let envoy = start(json!({
         "allow_origins": [
@@ -542,7 +529,6 @@ fn origin_patterns_match_byte_exact() {
     }
 }
 
-#[test]
 fn vary_merged_with_upstream_vary() {
     let envoy = start(json!({ "allow_origins": [ORIGIN] }));
     let cases = [
@@ -570,7 +556,6 @@ fn vary_merged_with_upstream_vary() {
 }
 
 /// Upstream `Vary` split over several header lines: every name survives, `Origin` appears once.
-#[test]
 fn vary_merged_across_repeated_upstream_vary_lines() {
     let envoy = start(json!({ "allow_origins": [ORIGIN] }));
     let cases: [(&[&str], &[&str]); 3] = [
@@ -606,7 +591,6 @@ fn vary_merged_across_repeated_upstream_vary_lines() {
     }
 }
 
-#[test]
 fn upstream_cors_headers_replaced() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN], "expose_headers": ["x-ours"]
@@ -652,7 +636,6 @@ fn upstream_cors_headers_replaced() {
     );
 }
 
-#[test]
 fn upstream_cors_headers_kept() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN], "expose_headers": ["x-ours"], "upstream_cors_headers": "keep"
@@ -681,7 +664,6 @@ fn upstream_cors_headers_kept() {
 // Choosing the policy (docs/routing.md)
 // ---------------------------------------------------------------------------------------------
 
-#[test]
 fn route_metadata_selects_policy() {
     let policy = json!({
         "default": { "allow_origins": [ORIGIN] },
@@ -734,7 +716,6 @@ fn route_metadata_selects_policy() {
     assert_eq!(stats.get("cors.unknown_policy"), Some(&3), "{stats:?}");
 }
 
-#[test]
 fn rules_select_policy() {
     let policy = json!({
         "default": { "allow_origins": [ORIGIN] },
@@ -807,7 +788,6 @@ fn rules_select_policy() {
     assert_rejected(&r, PREFLIGHT_VARY);
 }
 
-#[test]
 fn short_form_with_route_metadata() {
     let envoy = EnvoyBuilder::new(json!({ "allow_origins": [ORIGIN] }).to_string())
         .route(Route::new("named-default", "/d/").policy("default"))
@@ -831,7 +811,6 @@ fn short_form_with_route_metadata() {
     r.assert_no_cors();
 }
 
-#[test]
 fn no_default_passes_through() {
     let policy = json!({ "policies": { "p": { "allow_origins": [ORIGIN] } } });
     let envoy = EnvoyBuilder::new(policy.to_string())
@@ -872,7 +851,6 @@ fn assert_later_filter_reply_has_cors(envoy: &Envoy, path: &str, status: u16) {
     r.assert_header("vary", "Origin");
 }
 
-#[test]
 fn local_replies_of_later_filters_carry_cors_headers() {
     let envoy = EnvoyBuilder::new(
         json!({ "allow_origins": [ORIGIN], "allow_credentials": true }).to_string(),
@@ -889,7 +867,6 @@ fn local_replies_of_later_filters_carry_cors_headers() {
     r.assert_header("access-control-allow-origin", ORIGIN);
 }
 
-#[test]
 fn local_ratelimit_429_carries_cors_headers() {
     let ratelimit = json!({
         "name": "envoy.filters.http.local_ratelimit",
@@ -916,7 +893,6 @@ fn local_ratelimit_429_carries_cors_headers() {
     assert_local_preflight(&envoy.send(&Req::preflight("/", ORIGIN, "GET")), 204);
 }
 
-#[test]
 fn jwt_authn_401_carries_cors_headers() {
     // Every route requires a JWT; requests carry none, so jwt_authn answers 401 itself.
     let jwt = json!({
@@ -947,7 +923,6 @@ fn jwt_authn_401_carries_cors_headers() {
 // Report mode, metrics (docs/operations.md, "Metrics")
 // ---------------------------------------------------------------------------------------------
 
-#[test]
 fn report_mode_changes_nothing_but_counts() {
     let envoy = start(json!({ "allow_origins": [ORIGIN], "mode": "report", "debug": true }));
     let upstream_acao = &[("Access-Control-Allow-Origin", "https://up.example")];
@@ -994,7 +969,6 @@ fn assert_counters(stats: &BTreeMap<String, u64>, prefix: &str, expected: &[(&st
     }
 }
 
-#[test]
 fn metrics_exact_names_and_counts() {
     let policy = json!({
         "default": { "allow_origins": ["https://unused.example"] },
@@ -1045,6 +1019,19 @@ fn metrics_exact_names_and_counts() {
         &[("cors.default.actual_allowed", 0)],
     );
 
+    // The names as Envoy lists them: each build's own prefix before the same `cors.` names.
+    let real = match envoy.build {
+        Build::Wasm => "wasmcustom.cors.m.preflight_allowed",
+        Build::Native => "dynamicmodulescustom.cors.m.preflight_allowed",
+    };
+    let listed = envoy.stats(r"cors\.m\.preflight_allowed$");
+    assert_eq!(
+        listed,
+        BTreeMap::from([(real.to_string(), 2)]),
+        "{}",
+        envoy.build.name()
+    );
+
     let prom = Req::get("/stats/prometheus").send(envoy.admin_port).text();
     assert!(
         prom.contains("preflight_allowed"),
@@ -1056,7 +1043,6 @@ fn metrics_exact_names_and_counts() {
 // Never crash (docs/operations.md, "What the filter guarantees")
 // ---------------------------------------------------------------------------------------------
 
-#[test]
 fn hostile_header_bytes_do_not_break_the_filter() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN], "allow_methods": ["PUT"], "allow_headers": ["x-a", "a"], "debug": true
@@ -1128,7 +1114,6 @@ fn hostile_header_bytes_do_not_break_the_filter() {
     }
 }
 
-#[test]
 fn repeated_headers() {
     let envoy = start(json!({
         "allow_origins": [ORIGIN], "allow_headers": ["x-a", "x-b"], "debug": true
@@ -1153,7 +1138,6 @@ fn repeated_headers() {
 // Validation at startup (docs/policy.md, "Validation")
 // ---------------------------------------------------------------------------------------------
 
-#[test]
 fn bad_policy_refused_at_startup_with_every_error() {
     let policy = json!({
         "default": { "allow_origins": ["https://ok.example", "https://*.com"], "max_age": 100000 },
@@ -1185,7 +1169,6 @@ fn bad_policy_refused_at_startup_with_every_error() {
     }
 }
 
-#[test]
 fn repeated_keys_missing_allow_origins_and_bodies_of_bad_names_refused_with_paths() {
     // Raw text: a JSON builder cannot write a key twice.
     let policy = r#"{
@@ -1214,7 +1197,6 @@ fn repeated_keys_missing_allow_origins_and_bodies_of_bad_names_refused_with_path
     }
 }
 
-#[test]
 fn unparsable_and_empty_policies_refused() {
     for policy in [
         "{",
@@ -1232,15 +1214,15 @@ fn unparsable_and_empty_policies_refused() {
 // ---------------------------------------------------------------------------------------------
 
 /// Every Envoy bootstrap under envoy/ passes `envoy --mode validate`.
-#[test]
 fn shipped_envoy_configs_validate() {
-    let wasm = cors_wasm();
-    let shipped = repo_root().join("dist/cors_proxy_wasm.wasm");
+    let build = Build::current();
+    let (config_path, artefact) = build.shipped_config();
+    let shipped = repo_root().join(artefact);
     assert!(
         shipped.is_file(),
-        "{} is missing (run `make build`); CORS_WASM={}",
+        "{} is missing (run `make build`); under test: {}",
         shipped.display(),
-        wasm.display()
+        build.artefact().display()
     );
     let mut configs = Vec::new();
     let mut dirs = vec![repo_root().join("envoy")];
@@ -1270,14 +1252,15 @@ fn shipped_envoy_configs_validate() {
         );
     }
 
-    // Validation runs the plugin's on_configure: a bad embedded policy fails it.
-    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).expect("envoy.yaml");
+    // Validation loads the policy (the wasm plugin's on_configure, the dynamic module's config
+    // hook): a bad embedded policy fails it.
+    let text = std::fs::read_to_string(repo_root().join(config_path)).expect("shipped config");
     let bad = text.replacen(
         "\"allow_origins\": [",
         "\"allow_origins\": [\"https://*.com\", ",
         1,
     );
-    assert_ne!(bad, text, "envoy.yaml has no allow_origins to break");
+    assert_ne!(bad, text, "{config_path} has no allow_origins to break");
     let dir = scratch_dir("validate-bad");
     let path = dir.join("bad.yaml");
     std::fs::write(&path, bad).expect("write bad.yaml");
@@ -1288,7 +1271,6 @@ fn shipped_envoy_configs_validate() {
 
 /// `make run`'s config, on free ports: serves the demo, answers the demo origin, and embeds
 /// exactly examples/policy.json.
-#[test]
 fn shipped_envoy_yaml_serves_and_embeds_example_policy() {
     let (config, ports) = shipped_envoy_yaml_on_free_ports();
     let dir = scratch_dir("shipped");
@@ -1387,7 +1369,6 @@ fn find_string_values(v: &Value, type_url: &str) -> Vec<String> {
 // A rejected policy never replaces a running one (docs/operations.md, "A bad policy")
 // ---------------------------------------------------------------------------------------------
 
-#[test]
 fn rejected_policy_update_keeps_the_running_policy() {
     let envoy = EnvoyBuilder::new(json!({ "allow_origins": [ORIGIN] }).to_string()).start_dynamic();
     let preflight = |origin: &str| envoy.send(&Req::preflight("/", origin, "GET"));
@@ -1415,4 +1396,42 @@ fn rejected_policy_update_keeps_the_running_policy() {
     assert_local_preflight(&r, 204);
     r.assert_header("access-control-allow-origin", other);
     assert_rejected(&preflight(ORIGIN), PREFLIGHT_VARY);
+}
+
+for_each_build! {
+    preflight_allowed_sends_every_header,
+    preflight_safelisted_methods_always_allowed_and_defaults,
+    preflight_custom_status,
+    float_numbers_with_zero_fraction_are_accepted,
+    preflight_denied_reasons_with_debug,
+    preflight_denied_without_debug_has_no_reason,
+    empty_methods_max_age_zero_exact_pna_value_and_any_origin_lists,
+    private_network_access_preflight,
+    unmatched_preflight_forwarded_untouched,
+    actual_request_allowed_and_denied,
+    any_origin_policy,
+    wildcard_methods_and_headers_without_credentials,
+    wildcard_methods_and_headers_with_credentials,
+    origin_patterns_match_byte_exact,
+    vary_merged_with_upstream_vary,
+    vary_merged_across_repeated_upstream_vary_lines,
+    upstream_cors_headers_replaced,
+    upstream_cors_headers_kept,
+    route_metadata_selects_policy,
+    rules_select_policy,
+    short_form_with_route_metadata,
+    no_default_passes_through,
+    local_replies_of_later_filters_carry_cors_headers,
+    local_ratelimit_429_carries_cors_headers,
+    jwt_authn_401_carries_cors_headers,
+    report_mode_changes_nothing_but_counts,
+    metrics_exact_names_and_counts,
+    hostile_header_bytes_do_not_break_the_filter,
+    repeated_headers,
+    bad_policy_refused_at_startup_with_every_error,
+    repeated_keys_missing_allow_origins_and_bodies_of_bad_names_refused_with_paths,
+    unparsable_and_empty_policies_refused,
+    shipped_envoy_configs_validate,
+    shipped_envoy_yaml_serves_and_embeds_example_policy,
+    rejected_policy_update_keeps_the_running_policy,
 }

@@ -60,11 +60,14 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 fn embedded_policies(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
-            if map.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm") {
-                if let Some(policy) = value
-                    .pointer("/typed_config/config/configuration/value")
-                    .and_then(Value::as_str)
-                {
+            // The proxy-wasm filter's plugin configuration, the dynamic module's filter config.
+            let at = match map.get("name").and_then(Value::as_str) {
+                Some("envoy.filters.http.wasm") => "/typed_config/config/configuration/value",
+                Some("envoy.filters.http.dynamic_modules") => "/typed_config/filter_config/value",
+                _ => "",
+            };
+            if let Some(policy) = value.pointer(at).filter(|_| !at.is_empty()) {
+                if let Some(policy) = policy.as_str() {
                     out.push(policy.to_owned());
                 }
             }
@@ -121,8 +124,9 @@ fn every_shipped_policy_passes_the_schema_and_the_engine() {
             }
         }
     }
-    // envoy.yaml, per-route/route-metadata.yaml, per-route/route-rules.yaml; istio/wasmplugin.yaml.
-    assert!(envoy_policies >= 3, "found {envoy_policies} Envoy policies");
+    // envoy.yaml, dynamic-module/envoy.yaml, per-route/route-metadata.yaml,
+    // per-route/route-rules.yaml; istio/wasmplugin.yaml.
+    assert!(envoy_policies >= 4, "found {envoy_policies} Envoy policies");
     assert!(istio_policies >= 1, "found {istio_policies} WasmPlugins");
 }
 

@@ -114,7 +114,8 @@ impl Host for Envoy {
         let header_type = Envoy::header_type(map);
         // SAFETY: as above; the array has room for the size Envoy reported.
         unsafe {
-            let size = envoy_dynamic_module_callback_http_get_headers_size(self.filter, header_type);
+            let size =
+                envoy_dynamic_module_callback_http_get_headers_size(self.filter, header_type);
             if size == 0 {
                 return Vec::new();
             }

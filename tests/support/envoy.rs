@@ -1,9 +1,9 @@
-//! The Envoy side: a bootstrap builder around our wasm filter, the Envoy process (start, wait for
+//! The Envoy side: a bootstrap builder around our filter (the current [`Build`]), the Envoy process (start, wait for
 //! `/ready`, reload through the dynamic config, kill on drop) and its admin interface.
 
 use super::{
-    cors_wasm, envoy_bin, free_port, percent_encode, repo_root, scratch_dir, unique_base_id,
-    write_config, Req, Response, Upstream,
+    envoy_bin, free_port, percent_encode, repo_root, scratch_dir, unique_base_id, write_config,
+    Build, Req, Response, Upstream,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -98,7 +98,8 @@ pub struct EnvoyBuilder {
     routes: Vec<Route>,
     vhosts: Vec<VHost>,
     extra_filters: Vec<Value>,
-    wasm: Option<bool>,
+    /// Our filter's build; `None`: left out.
+    build: Option<Build>,
     /// Extra fields of the HTTP connection manager config (e.g. `max_request_headers_kb`).
     hcm_options: Vec<(String, Value)>,
 }
@@ -110,7 +111,7 @@ impl EnvoyBuilder {
             routes: Vec::new(),
             vhosts: Vec::new(),
             extra_filters: Vec::new(),
-            wasm: None,
+            build: Some(Build::current()),
             hcm_options: Vec::new(),
         }
     }
@@ -144,9 +145,9 @@ impl EnvoyBuilder {
         self
     }
 
-    /// Leaves the wasm filter out (to check the harness itself).
+    /// Leaves our filter out (to check the harness itself).
     pub fn without_wasm(mut self) -> Self {
-        self.wasm = Some(false);
+        self.build = None;
         self
     }
 
@@ -178,8 +179,8 @@ impl EnvoyBuilder {
         vhosts.push(json!({ "name": "main", "domains": ["*"], "routes": main_routes }));
 
         let mut filters = Vec::new();
-        if self.wasm != Some(false) {
-            filters.push(wasm_filter(&cors_wasm(), &self.policy));
+        if let Some(build) = self.build {
+            filters.push(build.filter(&self.policy));
         }
         filters.extend(self.extra_filters.iter().cloned());
         let needs_rbac = self.all_routes().any(|r| r.rbac_deny);
@@ -448,6 +449,8 @@ pub struct Envoy {
     pub dir: PathBuf,
     /// Set by [`EnvoyBuilder::start_dynamic`].
     pub dynamic: Option<Dynamic>,
+    /// The build of our filter in it (its counters' prefix).
+    pub build: Build,
 }
 
 impl Envoy {
@@ -465,6 +468,7 @@ impl Envoy {
             upstream,
             dir: dir.to_path_buf(),
             dynamic: None,
+            build: Build::current(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -600,11 +604,13 @@ impl Envoy {
         out
     }
 
-    /// Our counters (`wasmcustom.cors.*`), names without the `wasmcustom.` prefix.
+    /// Our counters (`cors.*` after the build's prefix: `wasmcustom.cors.*`,
+    /// `dynamicmodulescustom.cors.*`), names without that prefix.
     pub fn cors_stats(&self) -> BTreeMap<String, u64> {
-        self.stats(r"^wasmcustom\.cors\.")
+        let prefix = self.build.stat_prefix();
+        self.stats(&format!("^{}cors\\.", prefix.replace('.', "\\.")))
             .into_iter()
-            .map(|(k, v)| (k.trim_start_matches("wasmcustom.").to_string(), v))
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v)))
             .collect()
     }
 
@@ -631,6 +637,19 @@ impl Envoy {
     /// Envoy's log so far.
     pub fn log(&self) -> String {
         read_logs(&self.dir)
+    }
+
+    /// Envoy's log once it contains `needle` (Envoy writes it to the file every 200 ms), or as
+    /// it is after `within` (the caller asserts on it).
+    pub fn log_containing(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

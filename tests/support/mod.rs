@@ -5,18 +5,23 @@
 //! - `upstream.rs`, [`Upstream`]: an in-process HTTP/1.1 server that echoes what it received and
 //!   answers with the status and extra headers the request's query asks for
 //!   (`?status=404&h=Vary:Accept-Encoding`).
-//! - `envoy.rs`, [`EnvoyBuilder`] / [`Envoy`]: writes a bootstrap (JSON) with our wasm filter,
+//! - `build.rs`, [`Build`]: the build under test (proxy-wasm or dynamic module), and
+//!   `for_each_build!`, which runs a suite's tests once per build.
+//! - `envoy.rs`, [`EnvoyBuilder`] / [`Envoy`]: writes a bootstrap (JSON) with our filter,
 //!   starts `ENVOY_BIN` on ports chosen by the kernel, waits for `/ready`, kills Envoy on drop.
 //! - `client.rs`, [`Req`] / [`Response`]: a raw HTTP/1.1 client that sends arbitrary header bytes.
 //!
-//! A test that cannot run must fail: missing `ENVOY_BIN` / `CORS_WASM` panic with a message
+//! A test that cannot run must fail: missing `ENVOY_BIN` / `CORS_WASM` / `CORS_NATIVE` panic with a message
 //! saying how to run the suite (`make test`).
 #![allow(dead_code)]
 
+#[macro_use]
+mod build;
 mod client;
 mod envoy;
 mod upstream;
 
+pub use build::*;
 pub use client::*;
 pub use envoy::*;
 pub use upstream::*;
@@ -40,7 +45,7 @@ fn required_file_from_env(var: &str) -> PathBuf {
     let value = std::env::var_os(var).unwrap_or_else(|| {
         panic!(
             "{var} is not set: the end-to-end tests need the real Envoy and the built filter; \
-             run them with `make test` (it exports ENVOY_BIN and CORS_WASM)"
+             run them with `make test` (it exports ENVOY_BIN, CORS_WASM and CORS_NATIVE)"
         )
     });
     let path = PathBuf::from(value);
@@ -67,22 +72,32 @@ pub fn cors_wasm() -> PathBuf {
     required_file_from_env("CORS_WASM")
 }
 
+/// The dynamic module under test (`CORS_NATIVE`, normally `dist/libcors_proxy.so`).
+pub fn cors_native() -> PathBuf {
+    required_file_from_env("CORS_NATIVE")
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (bind port 0, read it, drop the socket).
 /// Prefer letting the server bind port 0 itself; this is for configs whose ports are fixed text.
-/// `envoy/envoy.yaml` (what `make run` starts) with the built `.wasm` and every port (admin 9901,
+/// The shipped example config of the current build (`envoy/envoy.yaml`, what `make run` starts,
+/// or `envoy/dynamic-module/envoy.yaml`) with the built artefact and every port (admin 9901,
 /// filter 10000, demo page 10001, example upstream 10002) moved to a free one: the config text and
 /// the map from shipped port to the port used.
 pub fn shipped_envoy_yaml_on_free_ports() -> (String, BTreeMap<u16, u16>) {
-    let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).expect("envoy.yaml");
+    let build = Build::current();
+    let (path, artefact) = build.shipped_config();
+    let text = std::fs::read_to_string(repo_root().join(path)).expect("shipped envoy config");
+    let needle = format!("filename: {artefact}");
+    assert!(text.contains(&needle), "{path} has no {needle}");
     let mut config = text.replace(
-        "filename: dist/cors_proxy_wasm.wasm",
-        &format!("filename: {}", cors_wasm().display()),
+        &needle,
+        &format!("filename: {}", build.artefact().display()),
     );
     let shipped = [9901u16, 10000, 10001, 10002];
     let mut ports = BTreeMap::new();
     for (port, new) in shipped.into_iter().zip(free_ports(shipped.len())) {
         let needle = format!("port_value: {port}");
-        assert!(config.contains(&needle), "envoy.yaml has no {needle}");
+        assert!(config.contains(&needle), "{path} has no {needle}");
         config = config.replace(&needle, &format!("port_value: {new}"));
         ports.insert(port, new);
     }
