@@ -139,6 +139,7 @@ struct HostRouteFacts<'h, H: Host> {
     metadata_policy: Option<Option<&'h [u8]>>,
     route_name: Option<Option<&'h [u8]>>,
     virtual_host: Option<Option<&'h [u8]>>,
+    istio_config: Option<Option<&'h [u8]>>,
     authority: Option<Option<std::borrow::Cow<'h, [u8]>>>,
     path: Option<Option<std::borrow::Cow<'h, [u8]>>>,
 }
@@ -162,6 +163,12 @@ impl<H: Host> RouteFacts for HostRouteFacts<'_, H> {
             .virtual_host
             .get_or_insert_with(|| host.attribute(Attribute::VirtualHostName))
     }
+    fn istio_config(&mut self) -> Option<&[u8]> {
+        let host = self.host;
+        *self
+            .istio_config
+            .get_or_insert_with(|| host.route_metadata("istio", "config"))
+    }
     fn authority(&mut self) -> Option<&[u8]> {
         let host = self.host;
         self.authority
@@ -184,6 +191,7 @@ impl Filter {
             metadata_policy: None,
             route_name: None,
             virtual_host: None,
+            istio_config: None,
             authority: None,
             path: None,
         };
