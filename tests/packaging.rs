@@ -6,6 +6,7 @@
 //!   the JSON Schema and the engine; the CLI's `check` accepts every `pluginConfig`.
 //! - The Istio `WasmPlugin` runs in phase AUTHN and its `route` rules name routes the
 //!   `VirtualService` defines (Istio route names: `http[].name` plus `.<match name>`).
+//! - The Envoy Gateway example's `EnvoyExtensionPolicy` uses the module its `EnvoyProxy` registers.
 //! - `docker-compose config` accepts `envoy/docker-compose.yaml`, which runs `envoy/envoy.yaml`.
 //!
 //! `envoy --mode validate` of every Envoy config under `envoy/` (it runs the filter's
@@ -101,6 +102,7 @@ fn every_shipped_policy_passes_the_schema_and_the_engine() {
     let validator = schema_validator();
     let mut envoy_policies = 0;
     let mut istio_policies = 0;
+    let mut gateway_policies = 0;
     for path in yaml_files(&repo_root().join("envoy")) {
         for doc in yaml_documents(&path) {
             if doc.get("static_resources").is_some() {
@@ -122,12 +124,71 @@ fn every_shipped_policy_passes_the_schema_and_the_engine() {
                 );
                 istio_policies += 1;
             }
+            if doc["kind"] == "EnvoyExtensionPolicy" {
+                for module in doc["spec"]["dynamicModule"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    assert_policy_valid(&validator, &path.display().to_string(), &module["config"]);
+                    gateway_policies += 1;
+                }
+            }
         }
     }
     // envoy.yaml, dynamic-module/envoy.yaml, per-route/route-metadata.yaml,
-    // per-route/route-rules.yaml; istio/wasmplugin.yaml.
+    // per-route/route-rules.yaml; istio/wasmplugin.yaml; envoy-gateway/envoyextensionpolicy.yaml.
     assert!(envoy_policies >= 4, "found {envoy_policies} Envoy policies");
     assert!(istio_policies >= 1, "found {istio_policies} WasmPlugins");
+    assert!(
+        gateway_policies >= 1,
+        "found {gateway_policies} EnvoyExtensionPolicy modules"
+    );
+}
+
+/// The Envoy Gateway example: every module an `EnvoyExtensionPolicy` names is registered by the
+/// `EnvoyProxy` (which loads `libcors_proxy.so` by absolute path, on a pinned Envoy 1.40 image),
+/// with the filter name the module answers to.
+#[test]
+fn envoy_gateway_policy_uses_the_module_the_proxy_registers() {
+    let dir = repo_root().join("envoy/envoy-gateway");
+    let docs: Vec<Value> = yaml_files(&dir)
+        .iter()
+        .flat_map(|p| yaml_documents(p))
+        .collect();
+    let proxy = docs
+        .iter()
+        .find(|d| d["kind"] == "EnvoyProxy")
+        .expect("an EnvoyProxy");
+    let image = proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["image"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(image.ends_with("v1.40.0"), "proxy image {image:?}");
+    let registered: Vec<&str> = proxy["spec"]["dynamicModules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| {
+            m["source"]["local"]["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with('/') && p.ends_with("/libcors_proxy.so"))
+        })
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    let mut used = 0;
+    for policy in docs.iter().filter(|d| d["kind"] == "EnvoyExtensionPolicy") {
+        for module in policy["spec"]["dynamicModule"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = module["name"].as_str().unwrap_or_default();
+            assert!(registered.contains(&name), "{name:?} not in {registered:?}");
+            assert_eq!(module["filterName"], "cors");
+            used += 1;
+        }
+    }
+    assert!(used >= 1, "no EnvoyExtensionPolicy uses the module");
 }
 
 #[test]

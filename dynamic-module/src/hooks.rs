@@ -353,3 +353,20 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
     _reason: u32,
 ) {
 }
+
+#[cfg(test)]
+mod tests {
+    use super::guard;
+
+    #[test]
+    fn guard_turns_a_panic_into_the_fallback() {
+        assert_eq!(guard(CONTINUE_FOR_TEST, || 7), 7);
+        let caught = guard(CONTINUE_FOR_TEST, || -> u32 {
+            let empty: Vec<u32> = Vec::new();
+            empty[1]
+        });
+        assert_eq!(caught, CONTINUE_FOR_TEST);
+    }
+
+    const CONTINUE_FOR_TEST: u32 = crate::abi::CONTINUE;
+}

@@ -5,6 +5,7 @@
 //! - [`host`]: those callbacks behind the [`host::Host`] trait, so tests and the fuzz target can
 //!   drive the filter through a mock.
 //! - [`filter`]: the shim proper (policy load, request and response hooks), over `Host`.
+//! - [`mock`]: an in-memory `Host` for the tests and the fuzz target.
 //! - `hooks` (feature `envoy`): the `envoy_dynamic_module_on_*` functions Envoy calls. Each one
 //!   that runs code of ours catches a panic there: nothing unwinds into Envoy.
 #![cfg_attr(
@@ -15,6 +16,7 @@
 pub mod abi;
 pub mod filter;
 pub mod host;
+pub mod mock;
 
 #[cfg(feature = "envoy")]
 mod hooks;

@@ -1,0 +1,125 @@
+//! An in-memory [`Host`] for the shim's tests and its fuzz target: header maps, route facts and
+//! counters held in memory, and a record of what the filter did (the local reply it sent, the
+//! response header edits, the counters it bumped).
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use crate::host::{Attribute, Headers, Host};
+
+/// One stream as Envoy would present it.
+#[derive(Default)]
+pub struct MockHost {
+    /// Request headers in order (names lower case, as Envoy hands them over).
+    pub request: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Response headers in order, as they reach the response hook.
+    pub response: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `filter_metadata` strings of the route: `(namespace, key, value)`.
+    pub route_metadata: Vec<(String, String, Vec<u8>)>,
+    pub route_name: Option<Vec<u8>>,
+    pub virtual_host: Option<Vec<u8>>,
+    /// What the filter did.
+    pub record: RefCell<Record>,
+}
+
+/// A local reply as sent: status, headers, response code details.
+pub type Reply = (u16, Vec<(String, Vec<u8>)>, String);
+
+/// What the filter asked of the host.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `(status, headers, details)` of each local reply.
+    pub replies: Vec<Reply>,
+    /// Response header edits in order: `(name, Some(value))` sets, `(name, None)` removes.
+    pub edits: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Counter ids, once per increment.
+    pub increments: Vec<usize>,
+}
+
+impl MockHost {
+    /// The response headers after the recorded edits (a set replaces every header of that name
+    /// where the first one was, or is appended; a remove drops them all).
+    pub fn edited_response(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut headers = self.response.clone();
+        for (name, value) in &self.record.borrow().edits {
+            let first = headers
+                .iter()
+                .position(|(n, _)| n.eq_ignore_ascii_case(name));
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            if let Some(value) = value {
+                let at = first.unwrap_or(headers.len()).min(headers.len());
+                headers.insert(at, (name.clone(), value.clone()));
+            }
+        }
+        headers
+    }
+
+    fn map(&self, map: Headers) -> &[(Vec<u8>, Vec<u8>)] {
+        match map {
+            Headers::Request => &self.request,
+            Headers::Response => &self.response,
+        }
+    }
+}
+
+impl Host for MockHost {
+    fn header(&self, map: Headers, name: &[u8]) -> Option<Cow<'_, [u8]>> {
+        let mut values = self
+            .map(map)
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice());
+        let first = values.next()?;
+        let mut joined = Cow::Borrowed(first);
+        for value in values {
+            let owned = joined.to_mut();
+            owned.push(b',');
+            owned.extend_from_slice(value);
+        }
+        Some(joined)
+    }
+
+    fn headers(&self, map: Headers) -> Vec<(&[u8], &[u8])> {
+        self.map(map)
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect()
+    }
+
+    fn set_response_header(&self, name: &[u8], value: Option<&[u8]>) -> bool {
+        self.record
+            .borrow_mut()
+            .edits
+            .push((name.to_vec(), value.map(<[u8]>::to_vec)));
+        true
+    }
+
+    fn send_response(&self, status: u16, headers: &[(&str, &[u8])], details: &str) {
+        let headers = headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
+            .collect();
+        self.record
+            .borrow_mut()
+            .replies
+            .push((status, headers, details.to_owned()));
+    }
+
+    fn route_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]> {
+        self.route_metadata
+            .iter()
+            .find(|(ns, k, _)| ns == namespace && k == key)
+            .map(|(_, _, v)| v.as_slice())
+    }
+
+    fn attribute(&self, attribute: Attribute) -> Option<&[u8]> {
+        match attribute {
+            Attribute::RouteName => self.route_name.as_deref(),
+            Attribute::VirtualHostName => self.virtual_host.as_deref(),
+        }
+    }
+
+    fn increment(&self, counter: usize) {
+        self.record.borrow_mut().increments.push(counter);
+    }
+}
