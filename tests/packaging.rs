@@ -7,7 +7,8 @@
 //! - The Istio `WasmPlugin` runs in phase AUTHN and its `route` rules name routes the
 //!   `VirtualService` defines (Istio route names: `http[].name` plus `.<match name>`).
 //! - The Envoy Gateway example's `EnvoyExtensionPolicy` uses the module its `EnvoyProxy` registers.
-//! - `docker-compose config` accepts `envoy/docker-compose.yaml`, which runs `envoy/envoy.yaml`.
+//! - `docker-compose config` accepts `envoy/docker-compose.yaml`: official image, no host networking,
+//!   read-only long-syntax mounts; its Envoy configs are `envoy/envoy.yaml` split into two services.
 //!
 //! `envoy --mode validate` of every Envoy config under `envoy/` (it runs the filter's
 //! `on_configure`, so a bad embedded policy fails it) is `e2e_envoy::shipped_envoy_configs_validate`.
@@ -295,58 +296,204 @@ fn istio_wasmplugin_runs_in_authn_and_names_virtualservice_routes() {
     }
 }
 
-#[test]
-fn docker_compose_config_runs_the_tested_envoy_yaml() {
-    let out = Command::new("docker-compose")
-        .current_dir(repo_root())
-        .args(["-f", "envoy/docker-compose.yaml", "config"])
-        .output()
-        .unwrap_or_else(|e| {
+/// `config` of envoy/docker-compose.yaml by the Compose tool installed (docker-compose v1, else the
+/// `docker compose` plugin), with none of the file's variables set.
+fn compose_config() -> Value {
+    let file = "envoy/docker-compose.yaml";
+    let run = |program: &str, args: &[&str]| {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(repo_root()).args(args);
+        cmd.args(["-f", file, "--profile", "test", "config"]);
+        for var in [
+            "ENVOY_IMAGE",
+            "RUNNER_IMAGE",
+            "CORS_API_PORT",
+            "CORS_DEMO_PORT",
+            "CORS_ADMIN_PORT",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.output()
+    };
+    let out = match run("docker-compose", &[]) {
+        Ok(out) => out,
+        Err(e) => run("docker", &["compose"]).unwrap_or_else(|_| {
             panic!(
-                "docker-compose is not installed ({e}): this test checks envoy/docker-compose.yaml \
-                 with `docker-compose config`; install it (Debian: apt-get install docker-compose)"
+                "docker-compose is not installed ({e}): this test checks {file} with \
+                 `docker-compose config`; install it (Debian: apt-get install docker-compose)"
             )
-        });
+        }),
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "docker-compose config failed:\n{stdout}{}",
+        "compose config failed:\n{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config: Value = serde_norway::from_str(&stdout).expect("compose config is YAML");
-    let envoy = &config["services"]["envoy"];
+    serde_norway::from_str(&stdout).expect("compose config is YAML")
+}
+
+/// A published port as `host_ip:published:target` (v1 prints strings, v2 objects).
+fn published_port(port: &Value) -> String {
+    match port.as_str() {
+        Some(s) => s.trim_end_matches("/tcp").to_owned(),
+        None => format!(
+            "{}:{}:{}",
+            port["host_ip"].as_str().unwrap_or(""),
+            port["published"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| port["published"].to_string()),
+            port["target"]
+        ),
+    }
+}
+
+/// The compose file a user runs: the official Envoy 1.40 image for the filter and the upstream,
+/// a bridge network (no host networking), every file mounted read-only with the long syntax at its
+/// repository path under /cors (the configs name files relative to /cors), envoy's three ports
+/// published on the host's 127.0.0.1, and the runner only in the "test" profile.
+#[test]
+fn docker_compose_file_runs_the_compose_configs_on_the_official_image() {
+    let raw = yaml_documents(&repo_root().join("envoy/docker-compose.yaml"));
+    assert_eq!(raw.len(), 1);
     assert!(
-        envoy["image"]
-            .as_str()
-            .is_some_and(|i| i.starts_with("envoyproxy/envoy:v1.40")),
-        "{envoy}"
+        raw[0].get("version").is_none(),
+        "`version:` is obsolete in Compose v2"
+    );
+    let config = compose_config();
+    let services = config["services"].as_object().expect("services");
+    assert_eq!(
+        services.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["envoy", "runner", "upstream"]
     );
     let root = repo_root();
-    let volumes: Vec<String> = envoy["volumes"]
+    let mut mounted = BTreeSet::new();
+    for (name, service) in services {
+        assert!(service.get("network_mode").is_none(), "{name}: {service}");
+        let volumes = service["volumes"].as_array().expect("volumes");
+        for v in volumes {
+            assert_eq!(
+                v["type"], "bind",
+                "{name}: long syntax bind mounts only: {v}"
+            );
+            assert_eq!(v["read_only"], true, "{name}: {v}");
+            let source = PathBuf::from(v["source"].as_str().expect("source"));
+            let relative = source.strip_prefix(&root).unwrap_or_else(|_| {
+                panic!("{name}: {} is outside the repository", source.display())
+            });
+            assert_eq!(
+                v["target"].as_str().expect("target"),
+                format!("/cors/{}", relative.display()),
+                "{name}"
+            );
+            mounted.insert((name.clone(), relative.display().to_string()));
+        }
+    }
+    let expected: BTreeSet<(String, String)> = [
+        ("envoy", "envoy/compose/envoy.yaml"),
+        ("envoy", "dist/cors_proxy_wasm.wasm"),
+        ("envoy", "examples/demo.html"),
+        ("upstream", "envoy/compose/upstream.yaml"),
+        ("upstream", "envoy/echo.lua"),
+        ("runner", "envoy/compose/runner.py"),
+    ]
+    .into_iter()
+    .map(|(s, p)| (s.to_owned(), p.to_owned()))
+    .collect();
+    assert_eq!(mounted, expected);
+
+    for name in ["envoy", "upstream"] {
+        let service = &services[name];
+        assert_eq!(service["image"], "envoyproxy/envoy:v1.40-latest", "{name}");
+        assert_eq!(service["working_dir"], "/cors", "{name}");
+        assert_eq!(service["command"][0], "envoy", "{name}");
+        assert_eq!(
+            service["command"][2],
+            format!("/cors/envoy/compose/{}.yaml", name),
+            "{name}"
+        );
+    }
+    let ports: Vec<String> = services["envoy"]["ports"]
         .as_array()
-        .expect("volumes")
+        .expect("ports")
         .iter()
-        .map(|v| v.as_str().expect("short volume syntax").to_owned())
+        .map(published_port)
         .collect();
     assert_eq!(
-        volumes,
+        ports,
         [
-            format!(
-                "{}:/cors/envoy/envoy.yaml:ro",
-                root.join("envoy/envoy.yaml").display()
-            ),
-            format!(
-                "{}:/cors/dist/cors_proxy_wasm.wasm:ro",
-                root.join("dist/cors_proxy_wasm.wasm").display()
-            ),
-            format!(
-                "{}:/cors/examples/demo.html:ro",
-                root.join("examples/demo.html").display()
-            ),
+            "127.0.0.1:10000:10000",
+            "127.0.0.1:10001:10001",
+            "127.0.0.1:9901:9901"
         ]
     );
-    assert_eq!(envoy["working_dir"], "/cors");
-    assert_eq!(envoy["command"][2], "/cors/envoy/envoy.yaml");
+    assert_eq!(services["runner"]["profiles"], serde_json::json!(["test"]));
+    assert_eq!(
+        services["runner"]["command"][1],
+        "/cors/envoy/compose/runner.py"
+    );
+}
+
+fn listener<'a>(config: &'a Value, name: &str) -> &'a Value {
+    config["static_resources"]["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no listener {name}"))
+}
+
+/// The compose configs are `make run`'s envoy/envoy.yaml split in two: the `envoy` service has the
+/// same filter and demo listeners (so the same policy, routes and filters) on 0.0.0.0, and reaches
+/// the upstream by its service name; the `upstream` service runs the same example upstream.
+#[test]
+fn compose_envoy_configs_match_make_run() {
+    let dir = repo_root().join("envoy");
+    let run = &yaml_documents(&dir.join("envoy.yaml"))[0];
+    let envoy = &yaml_documents(&dir.join("compose/envoy.yaml"))[0];
+    let upstream = &yaml_documents(&dir.join("compose/upstream.yaml"))[0];
+    let address = |v: &Value| {
+        let a = &v["address"]["socket_address"];
+        format!(
+            "{}:{}",
+            a["address"].as_str().unwrap_or(""),
+            a["port_value"]
+        )
+    };
+    for name in ["cors", "demo"] {
+        assert_eq!(
+            listener(envoy, name)["filter_chains"],
+            listener(run, name)["filter_chains"],
+            "listener {name}"
+        );
+        assert_eq!(
+            address(listener(envoy, name)),
+            address(listener(run, name)).replace("127.0.0.1", "0.0.0.0")
+        );
+    }
+    assert_eq!(address(&envoy["admin"]), "0.0.0.0:9901");
+    assert_eq!(
+        envoy["static_resources"]["listeners"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let cluster = &envoy["static_resources"]["clusters"][0];
+    assert_eq!(cluster["name"], "example_upstream");
+    assert_eq!(cluster["type"], "STRICT_DNS");
+    assert_eq!(
+        address(&cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]),
+        "upstream:8080"
+    );
+    assert_eq!(
+        listener(upstream, "example_upstream")["filter_chains"],
+        listener(run, "example_upstream")["filter_chains"]
+    );
+    assert_eq!(
+        address(listener(upstream, "example_upstream")),
+        "0.0.0.0:8080"
+    );
 }
 
 // ------------------------------------------------------------------------------------------------
