@@ -1346,7 +1346,6 @@ fn shipped_envoy_yaml_serves_and_embeds_example_policy() {
 /// The compose suite's runner (envoy/compose/runner.py, what the `runner` service of
 /// envoy/docker-compose.yaml runs) against `make run`'s config on free ports: every check passes,
 /// and the example upstream (envoy/echo.lua) sees each request coming from 127.0.0.1.
-#[test]
 fn compose_runner_passes_against_make_run() {
     let (config, ports) = shipped_envoy_yaml_on_free_ports();
     let dir = scratch_dir("runner");
@@ -1361,6 +1360,10 @@ fn compose_runner_passes_against_make_run() {
         .arg(format!("--demo={}", url(10001)))
         .arg(format!("--admin={}", url(9901)))
         .arg("--proxy-host=127.0.0.1")
+        .arg(format!(
+            "--counter-prefix={}",
+            Build::current().stat_prefix()
+        ))
         .arg("--wait=20")
         .output()
         .unwrap_or_else(|e| panic!("run python3 envoy/compose/runner.py: {e}"));
@@ -1468,5 +1471,6 @@ for_each_build! {
     unparsable_and_empty_policies_refused,
     shipped_envoy_configs_validate,
     shipped_envoy_yaml_serves_and_embeds_example_policy,
+    compose_runner_passes_against_make_run,
     rejected_policy_update_keeps_the_running_policy,
 }

@@ -40,7 +40,6 @@ ALLOWED_ACTUAL = {
     "vary": "Origin",
 }
 DENIED_ACTUAL = {"vary": "Origin"}
-COUNTER_PREFIX = "wasmcustom.cors."
 
 
 class Failed(Exception):
@@ -152,6 +151,9 @@ class Suite:
     demo = ""
     admin = ""
     proxy_addresses = set()
+    # Envoy's prefix for the filter's counters: wasmcustom. (the wasm filter) or
+    # dynamicmodulescustom. (the dynamic module build).
+    counter_prefix = "wasmcustom."
 
 
 def check_demo_page():
@@ -333,13 +335,14 @@ EXPECTED_COUNTS = {
 
 
 def counters():
-    r = send(Suite.admin, "GET", "/stats?filter=" + urllib.parse.quote(r"^wasmcustom\.cors\."))
+    prefix = Suite.counter_prefix + "cors."
+    r = send(Suite.admin, "GET", "/stats?filter=" + urllib.parse.quote("^" + prefix.replace(".", r"\.")))
     expect("admin /stats status", r.status, 200, r)
     out = {}
     for line in r.body.splitlines():
         name, sep, value = line.partition(": ")
-        if sep and name.startswith(COUNTER_PREFIX) and value.strip().isdigit():
-            out[name[len(COUNTER_PREFIX):]] = int(value)
+        if sep and name.startswith(prefix) and value.strip().isdigit():
+            out[name[len(prefix):]] = int(value)
     return out
 
 
@@ -387,9 +390,15 @@ def main():
         "--proxy-host",
         help="the upstream must see every request coming from this host's address",
     )
+    p.add_argument(
+        "--counter-prefix",
+        default="wasmcustom.",
+        help="Envoy's prefix for the filter's counters (dynamicmodulescustom. for the dynamic module)",
+    )
     p.add_argument("--wait", type=float, default=60, help="seconds to wait for the topology")
     args = p.parse_args()
     Suite.api, Suite.demo, Suite.admin = args.api, args.demo, args.admin.rstrip("/")
+    Suite.counter_prefix = args.counter_prefix
     print(f"runner: filter {args.api}, demo {args.demo}, admin {args.admin}", flush=True)
     try:
         wait_ready(args.wait)
