@@ -9,8 +9,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use cors_proxy_wasm::engine::{self, Request, RouteFacts};
+use cors_proxy_wasm::engine::{self, Request};
 use cors_proxy_wasm::policy::{self, Config};
+use cors_proxy_wasm::routing::{RouteFact, RouteFacts};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 const ALLOWED: &[u8] = b"https://app.example.com";
@@ -40,33 +41,13 @@ fn config(n: usize) -> Config {
     load(&policy_json(n))
 }
 
-/// A route with no metadata and no route/vhost properties (what the short form reads).
-struct NoRoute;
-
-impl RouteFacts for NoRoute {
-    fn metadata_policy(&mut self) -> Option<&[u8]> {
-        None
-    }
-    fn route_name(&mut self) -> Option<&[u8]> {
-        None
-    }
-    fn virtual_host(&mut self) -> Option<&[u8]> {
-        None
-    }
-    fn istio_config(&mut self) -> Option<&[u8]> {
-        None
-    }
-    fn authority(&mut self) -> Option<&[u8]> {
-        Some(b"api.example.com")
-    }
-    fn path(&mut self) -> Option<&[u8]> {
-        Some(b"/api/items")
-    }
-}
-
 /// Selection + decision, what the filter does per request between reading and writing headers.
 fn decide<'a>(config: &'a Config, request: &Request<'a>) -> engine::Outcome<'a> {
-    let selection = config.select(&mut NoRoute);
+    // A route with no metadata and no route/vhost properties (what the short form reads).
+    let mut facts = RouteFacts::known()
+        .with(RouteFact::Authority, "api.example.com")
+        .with(RouteFact::Path, "/api/items");
+    let selection = config.select(&mut facts).selection;
     engine::decide(config, &selection, request)
 }
 

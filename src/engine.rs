@@ -1,6 +1,7 @@
-//! The request path, with no proxy in sight (docs/policy.md, docs/routing.md): which policy applies to a request,
-//! what the request gets (a local preflight reply, or passage upstream with a plan for the
-//! response), and which header edits that plan makes on the response.
+//! The request path, with no proxy in sight (docs/policy.md): under the policy chosen for a
+//! request ([`crate::routing`]), what the request gets (a local preflight reply, or passage
+//! upstream with a plan for the response), and which header edits that plan makes on the
+//! response.
 //!
 //! Data flows one way: request bytes → [`Request`] → [`Outcome`] → [`ResponsePlan`] →
 //! [`HeaderEdit`]s. Nothing here allocates per request beyond the values it hands back.
@@ -12,6 +13,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use crate::policy::{
     Config, Mode, NameSet, Policy, UnmatchedPreflights, UpstreamCorsHeaders, PREFLIGHT_VARY,
 };
+use crate::routing::Selection;
 
 pub const ACAO: &str = "access-control-allow-origin";
 pub const ACAC: &str = "access-control-allow-credentials";
@@ -41,113 +43,6 @@ impl Request<'_> {
     /// `OPTIONS` with an `Origin` and an `Access-Control-Request-Method`.
     pub fn is_preflight(&self) -> bool {
         self.method == b"OPTIONS" && self.origin.is_some() && self.acrm.is_some()
-    }
-}
-
-/// Facts about the route, read only when a rule needs them (each read is a host call).
-pub trait RouteFacts {
-    /// `xds.route_metadata.filter_metadata.cors.policy`.
-    fn metadata_policy(&mut self) -> Option<&[u8]>;
-    /// `xds.route_name`.
-    fn route_name(&mut self) -> Option<&[u8]>;
-    /// `xds.virtual_host_name`.
-    fn virtual_host(&mut self) -> Option<&[u8]>;
-    /// `xds.route_metadata.filter_metadata.istio.config`: the Istio resource the route came from,
-    /// `/apis/<group>/<version>/namespaces/<ns>/<kind>/<name>` (docs/istio.md). Read only by
-    /// rules with `virtual_service`.
-    fn istio_config(&mut self) -> Option<&[u8]>;
-    /// `:authority`, port included.
-    fn authority(&mut self) -> Option<&[u8]>;
-    /// `:path`.
-    fn path(&mut self) -> Option<&[u8]>;
-}
-
-/// The policy chosen for a request (docs/routing.md).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    /// Index into [`Config::policies`].
-    Policy(usize),
-    /// No CORS handling: metadata `off`, a rule with `policy: null`, or nothing applies.
-    Untouched,
-    /// Route metadata names a policy that does not exist: fail closed.
-    Unknown(Vec<u8>),
-}
-
-/// Strips the port from an `:authority` (`host`, `host:port`, `[v6]:port`).
-pub fn authority_host(authority: &[u8]) -> &[u8] {
-    if authority.first() == Some(&b'[') {
-        let end = authority
-            .iter()
-            .position(|&b| b == b']')
-            .map_or(authority.len(), |i| i + 1);
-        return &authority[..end];
-    }
-    match authority.iter().rposition(|&b| b == b':') {
-        Some(colon) => &authority[..colon],
-        None => authority,
-    }
-}
-
-impl Config {
-    /// Chooses the policy: route metadata, then `rules` in order, then `default`.
-    pub fn select(&self, facts: &mut impl RouteFacts) -> Selection {
-        if let Some(name) = facts.metadata_policy() {
-            if name == b"off" {
-                return Selection::Untouched;
-            }
-            let index = std::str::from_utf8(name)
-                .ok()
-                .and_then(|name| self.by_name.get(name));
-            return match index {
-                Some(&index) => Selection::Policy(index),
-                None => Selection::Unknown(name.to_vec()),
-            };
-        }
-        for rule in &self.rules {
-            if self.rule_matches(rule, facts) {
-                return rule.policy.map_or(Selection::Untouched, Selection::Policy);
-            }
-        }
-        self.default.map_or(Selection::Untouched, Selection::Policy)
-    }
-
-    /// Does this rule hold for the request? (Public so the CLI can say which rule chose a policy.)
-    pub fn rule_matches(&self, rule: &crate::policy::Rule, facts: &mut impl RouteFacts) -> bool {
-        if let Some(route) = &rule.route {
-            if facts.route_name() != Some(route.as_bytes()) {
-                return false;
-            }
-        }
-        if let Some(vhost) = &rule.virtual_host {
-            if facts.virtual_host() != Some(vhost.as_bytes()) {
-                return false;
-            }
-        }
-        if let Some(resource) = &rule.http_route {
-            match facts.route_name() {
-                Some(route) if resource.is_http_route_rule(route) => {}
-                _ => return false,
-            }
-        }
-        if let Some(resource) = &rule.virtual_service {
-            match facts.istio_config() {
-                Some(config) if resource.is_virtual_service_config(config) => {}
-                _ => return false,
-            }
-        }
-        if let Some(host) = &rule.host {
-            match facts.authority() {
-                Some(authority) if host.matches(authority_host(authority)) => {}
-                _ => return false,
-            }
-        }
-        if let Some(prefix) = &rule.path_prefix {
-            match facts.path() {
-                Some(path) if path.starts_with(prefix.as_bytes()) => {}
-                _ => return false,
-            }
-        }
-        true
     }
 }
 
@@ -680,6 +575,50 @@ pub enum HeaderEdit {
     Remove(Vec<u8>),
     /// Set this header, replacing any of the same name.
     Set(&'static str, Vec<u8>),
+}
+
+/// Where [`HeaderEdit`]s land: the proxy's response headers in the shims, a header list
+/// (`Vec<(name, value)>`) in the CLI and the tests.
+pub trait EditTarget {
+    /// Sets the header, replacing every header of that name.
+    fn set(&mut self, name: &'static str, value: &[u8]);
+    /// Removes every header of this (lower-case) name.
+    fn remove(&mut self, name: &[u8]);
+}
+
+/// Makes the edits on `target`, in order: the one place an edit turns into a set or a remove.
+pub fn apply_edits(edits: &[HeaderEdit], target: &mut impl EditTarget) {
+    for edit in edits {
+        match edit {
+            HeaderEdit::Remove(name) => target.remove(name),
+            HeaderEdit::Set(name, value) => target.set(name, value),
+        }
+    }
+}
+
+/// A response's headers as a list, edited as Envoy edits its header map (names compared without
+/// ASCII case): a set replaces the value of the first header of that name where it stands and
+/// drops the others, or appends the header when there is none; a remove drops every header of
+/// that name.
+impl EditTarget for Vec<(Vec<u8>, Vec<u8>)> {
+    fn set(&mut self, name: &'static str, value: &[u8]) {
+        let name = name.as_bytes();
+        match self.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some(first) => {
+                self[first].1 = value.to_vec();
+                let mut i = 0;
+                self.retain(|(n, _)| {
+                    i += 1;
+                    i - 1 == first || !n.eq_ignore_ascii_case(name)
+                });
+            }
+            None => self.push((name.to_vec(), value.to_vec())),
+        }
+    }
+
+    fn remove(&mut self, name: &[u8]) {
+        self.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
 }
 
 /// The edits a plan makes to a response with these headers (lower-case names, as Envoy gives).

@@ -1,6 +1,7 @@
 //! The proxy-wasm shim: reads bytes from Envoy, hands them to the engine, applies the decision,
-//! counts. All policy logic lives in [`crate::engine`] and [`crate::policy`].
+//! counts. All policy logic lives in [`crate::routing`], [`crate::engine`] and [`crate::policy`].
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -8,9 +9,11 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
-use crate::engine::{self, Counter, HeaderEdit, Outcome, Request, ResponsePlan, RouteFacts};
+use crate::engine::{self, Counter, EditTarget, Outcome, Request, ResponsePlan};
+use crate::header_map::HeaderMap;
 use crate::host;
 use crate::policy::{self, Config};
+use crate::routing::{FactSource, RouteFact, RouteFacts, Selection};
 
 /// Counters are batched in the VM and flushed on this tick (visible in `/stats` within 1 s, docs/operations.md).
 const FLUSH_PERIOD_MS: u32 = 500;
@@ -187,43 +190,41 @@ struct CorsHttp {
 
 impl Context for CorsHttp {}
 
-/// Route facts read from the host on demand, each at most once.
-struct HostRouteFacts<'a> {
-    headers: &'a crate::header_map::HeaderMap,
-    metadata_policy: Option<Option<Vec<u8>>>,
-    route_name: Option<Option<Vec<u8>>>,
-    virtual_host: Option<Option<Vec<u8>>>,
-    istio_config: Option<Option<Vec<u8>>>,
+/// Where the filter's route facts come from: host properties, and the request's pseudo headers.
+struct HostFacts<'h> {
+    headers: &'h HeaderMap,
 }
 
-fn cached<'a>(slot: &'a mut Option<Option<Vec<u8>>>, path: &[u8]) -> Option<&'a [u8]> {
-    slot.get_or_insert_with(|| host::property(path)).as_deref()
+fn header<'h>(headers: &'h HeaderMap, name: &[u8]) -> Option<Cow<'h, [u8]>> {
+    headers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| Cow::Borrowed(v))
 }
 
-impl RouteFacts for HostRouteFacts<'_> {
-    fn metadata_policy(&mut self) -> Option<&[u8]> {
-        cached(&mut self.metadata_policy, host::ROUTE_METADATA_POLICY)
+impl<'h> FactSource<'h> for HostFacts<'h> {
+    fn read(&mut self, fact: RouteFact) -> Option<Cow<'h, [u8]>> {
+        let property = |path| host::property(path).map(Cow::Owned);
+        match fact {
+            RouteFact::MetadataPolicy => property(host::ROUTE_METADATA_POLICY),
+            RouteFact::RouteName => property(host::ROUTE_NAME),
+            RouteFact::VirtualHost => property(host::VIRTUAL_HOST_NAME),
+            RouteFact::IstioConfig => property(host::ROUTE_METADATA_ISTIO_CONFIG),
+            RouteFact::Authority => header(self.headers, b":authority"),
+            RouteFact::Path => header(self.headers, b":path"),
+        }
     }
-    fn route_name(&mut self) -> Option<&[u8]> {
-        cached(&mut self.route_name, host::ROUTE_NAME)
+}
+
+/// The response the filter edits through host calls.
+struct HostResponse;
+
+impl EditTarget for HostResponse {
+    fn set(&mut self, name: &'static str, value: &[u8]) {
+        host::set_response_header(name, value);
     }
-    fn virtual_host(&mut self) -> Option<&[u8]> {
-        cached(&mut self.virtual_host, host::VIRTUAL_HOST_NAME)
-    }
-    fn istio_config(&mut self) -> Option<&[u8]> {
-        cached(&mut self.istio_config, host::ROUTE_METADATA_ISTIO_CONFIG)
-    }
-    fn authority(&mut self) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == b":authority")
-            .map(|(_, v)| v)
-    }
-    fn path(&mut self) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == b":path")
-            .map(|(_, v)| v)
+    fn remove(&mut self, name: &[u8]) {
+        host::remove_response_header(name);
     }
 }
 
@@ -233,15 +234,9 @@ impl HttpContext for CorsHttp {
             return Action::Continue;
         };
         let headers = host::request_headers();
-        let mut facts = HostRouteFacts {
-            headers: &headers,
-            metadata_policy: None,
-            route_name: None,
-            virtual_host: None,
-            istio_config: None,
-        };
-        let selection = state.config.select(&mut facts);
-        if let engine::Selection::Unknown(name) = &selection {
+        let mut facts = RouteFacts::new(HostFacts { headers: &headers });
+        let selection = state.config.select(&mut facts).selection;
+        if let Selection::Unknown(name) = &selection {
             state.log_unknown_once(name);
         }
         let [method, origin, acrm, acrh, acrpn] = headers.values([
@@ -305,16 +300,8 @@ impl HttpContext for CorsHttp {
         };
         let headers = host::response_headers();
         let pairs: Vec<(&[u8], &[u8])> = headers.iter().collect();
-        for edit in engine::response_edits(&state.config, &plan, &pairs) {
-            match edit {
-                HeaderEdit::Remove(name) => {
-                    host::remove_response_header(&name);
-                }
-                HeaderEdit::Set(name, value) => {
-                    host::set_response_header(name, &value);
-                }
-            }
-        }
+        let edits = engine::response_edits(&state.config, &plan, &pairs);
+        engine::apply_edits(&edits, &mut HostResponse);
         Action::Continue
     }
 }

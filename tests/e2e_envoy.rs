@@ -3,6 +3,7 @@
 //! Needs `ENVOY_BIN` and `CORS_WASM` (`make test` exports both). Each test starts its own Envoy
 //! (~0.1 s) with its own in-process upstream, so tests are independent and run in parallel.
 
+mod fixtures;
 #[macro_use]
 mod support;
 
@@ -717,20 +718,8 @@ fn route_metadata_selects_policy() {
 }
 
 fn rules_select_policy() {
-    let policy = json!({
-        "default": { "allow_origins": [ORIGIN] },
-        "policies": {
-            "public": { "allow_origins": ["*"], "allow_methods": ["GET"] },
-            "partner": { "allow_origins": ["https://*.partner.example"], "allow_credentials": true }
-        },
-        "rules": [
-            { "match": { "route": "partner-api" }, "policy": "partner" },
-            { "match": { "virtual_host": "vh-other" }, "policy": "partner" },
-            { "match": { "host": "static.example.com" }, "policy": "public" },
-            { "match": { "host": "*.example.com", "path_prefix": "/internal/" }, "policy": null }
-        ]
-    });
-    let envoy = EnvoyBuilder::new(policy.to_string())
+    // The default policy allows ORIGIN.
+    let envoy = EnvoyBuilder::new(fixtures::FULL_FORM)
         .route(Route::new("partner-api", "/partner/"))
         .vhost(
             "vh-other",

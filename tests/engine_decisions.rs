@@ -3,10 +3,15 @@
 
 use cors_proxy_wasm::engine::{
     self, Action, AllowOrigin, Counter, DenyReason, HeaderEdit, LocalReply, Request, ResponsePlan,
-    RouteFacts, Selection,
 };
 use cors_proxy_wasm::policy::{self, Config};
+use cors_proxy_wasm::routing::{
+    self, Choice, FactSource, Known, Reason, RouteFact, RouteFacts, Selection,
+};
 use std::borrow::Cow;
+
+mod fixtures;
+use fixtures::FULL_FORM;
 
 fn config(document: &str) -> Config {
     match policy::load(document) {
@@ -15,52 +20,41 @@ fn config(document: &str) -> Config {
     }
 }
 
-/// Route facts with a record of which were read (each is a host call in the filter).
-#[derive(Default)]
-struct Facts {
-    metadata: Option<Vec<u8>>,
-    route: Option<Vec<u8>>,
-    vhost: Option<Vec<u8>>,
-    authority: Option<Vec<u8>>,
-    path: Option<Vec<u8>>,
-    istio_config: Option<Vec<u8>>,
+/// Known route facts that record which ones selection read, in order (each read is a host call
+/// in the filter).
+struct Recording {
+    known: Known<'static>,
     reads: Vec<&'static str>,
 }
 
-impl Facts {
-    fn route(name: &str) -> Self {
-        Facts {
-            route: Some(name.into()),
-            ..Facts::default()
-        }
+impl FactSource<'static> for Recording {
+    fn read(&mut self, fact: RouteFact) -> Option<Cow<'static, [u8]>> {
+        self.reads.push(match fact {
+            RouteFact::MetadataPolicy => "metadata",
+            RouteFact::RouteName => "route",
+            RouteFact::VirtualHost => "vhost",
+            RouteFact::IstioConfig => "istio_config",
+            RouteFact::Authority => "authority",
+            RouteFact::Path => "path",
+        });
+        self.known.read(fact)
     }
 }
 
-impl RouteFacts for Facts {
-    fn metadata_policy(&mut self) -> Option<&[u8]> {
-        self.reads.push("metadata");
-        self.metadata.as_deref()
-    }
-    fn route_name(&mut self) -> Option<&[u8]> {
-        self.reads.push("route");
-        self.route.as_deref()
-    }
-    fn virtual_host(&mut self) -> Option<&[u8]> {
-        self.reads.push("vhost");
-        self.vhost.as_deref()
-    }
-    fn istio_config(&mut self) -> Option<&[u8]> {
-        self.reads.push("istio_config");
-        self.istio_config.as_deref()
-    }
-    fn authority(&mut self) -> Option<&[u8]> {
-        self.reads.push("authority");
-        self.authority.as_deref()
-    }
-    fn path(&mut self) -> Option<&[u8]> {
-        self.reads.push("path");
-        self.path.as_deref()
-    }
+fn recording(known: Known<'static>) -> RouteFacts<'static, Recording> {
+    RouteFacts::new(Recording {
+        known,
+        reads: Vec::new(),
+    })
+}
+
+/// Route facts with only the route name.
+fn route(name: &'static str) -> RouteFacts<'static, Known<'static>> {
+    RouteFacts::known().with(RouteFact::RouteName, name)
+}
+
+fn given() -> RouteFacts<'static, Known<'static>> {
+    RouteFacts::known()
 }
 
 const APP: &str = "https://app.example.com";
@@ -103,166 +97,154 @@ const PREFLIGHT_VARY: &str =
 // ---------------------------------------------------------------------------------------------
 // Choosing the policy (docs/routing.md)
 
-const FULL: &str = r#"{
-    "default":  { "allow_origins": ["https://app.example.com"] },
-    "policies": {
-        "public":  { "allow_origins": ["*"], "allow_methods": ["GET"] },
-        "partner": { "allow_origins": ["https://*.partner.example"], "allow_credentials": true }
-    },
-    "rules": [
-        { "match": { "route": "partner-api" }, "policy": "partner" },
-        { "match": { "host": "static.example.com" }, "policy": "public" },
-        { "match": { "host": "*.example.com", "path_prefix": "/internal/" }, "policy": null },
-        { "match": { "virtual_host": "vh-public", "path_prefix": "/pub" }, "policy": "public" }
-    ]
-}"#;
-
 fn index(config: &Config, name: &str) -> Selection {
     Selection::Policy(config.by_name[name])
 }
 
+fn chose(selection: Selection, reason: Reason) -> Choice {
+    Choice { selection, reason }
+}
+
 #[test]
 fn route_metadata_wins_over_rules() {
-    let config = config(FULL);
-    let mut facts = Facts {
-        metadata: Some(b"public".to_vec()),
-        route: Some(b"partner-api".to_vec()),
-        ..Facts::default()
-    };
-    assert_eq!(config.select(&mut facts), index(&config, "public"));
-    assert_eq!(facts.reads, ["metadata"], "rules are not evaluated");
-
-    let mut facts = Facts {
-        metadata: Some(b"default".to_vec()),
-        ..Facts::default()
-    };
-    assert_eq!(config.select(&mut facts), index(&config, "default"));
-
-    let mut facts = Facts {
-        metadata: Some(b"off".to_vec()),
-        ..Facts::default()
-    };
-    assert_eq!(config.select(&mut facts), Selection::Untouched);
-
-    let mut facts = Facts {
-        metadata: Some(b"partnr".to_vec()),
-        ..Facts::default()
-    };
-    assert_eq!(
-        config.select(&mut facts),
-        Selection::Unknown(b"partnr".to_vec())
+    let config = config(FULL_FORM);
+    let mut facts = recording(
+        Known::default()
+            .with(RouteFact::MetadataPolicy, "public")
+            .with(RouteFact::RouteName, "partner-api"),
     );
-    let mut facts = Facts {
-        metadata: Some(b"\xffbad".to_vec()),
-        ..Facts::default()
-    };
     assert_eq!(
         config.select(&mut facts),
-        Selection::Unknown(b"\xffbad".to_vec())
+        chose(index(&config, "public"), Reason::RouteMetadata)
+    );
+    assert_eq!(
+        facts.source().reads,
+        ["metadata"],
+        "rules are not evaluated"
+    );
+
+    let mut facts = given().with(RouteFact::MetadataPolicy, "default");
+    assert_eq!(
+        config.select(&mut facts),
+        chose(index(&config, "default"), Reason::RouteMetadata)
+    );
+
+    let mut facts = given().with(RouteFact::MetadataPolicy, "off");
+    assert_eq!(
+        config.select(&mut facts),
+        chose(Selection::Untouched, Reason::RouteMetadata)
+    );
+
+    let mut facts = given().with(RouteFact::MetadataPolicy, "partnr");
+    assert_eq!(
+        config.select(&mut facts),
+        chose(
+            Selection::Unknown(b"partnr".to_vec()),
+            Reason::RouteMetadata
+        )
+    );
+    let mut facts = given().with(RouteFact::MetadataPolicy, b"\xffbad");
+    assert_eq!(
+        config.select(&mut facts),
+        chose(
+            Selection::Unknown(b"\xffbad".to_vec()),
+            Reason::RouteMetadata
+        )
     );
 }
 
 #[test]
 fn rules_in_order_then_default() {
-    let config = config(FULL);
-    let cases: Vec<(Facts, Selection)> = vec![
-        (Facts::route("partner-api"), index(&config, "partner")),
+    let config = config(FULL_FORM);
+    let authority = |host: &'static str| given().with(RouteFact::Authority, host);
+    let cases: Vec<(RouteFacts<Known>, Choice)> = vec![
         (
-            Facts {
-                authority: Some(b"static.example.com".to_vec()),
-                ..Facts::default()
-            },
-            index(&config, "public"),
+            route("partner-api"),
+            chose(index(&config, "partner"), Reason::Rule(0)),
         ),
         (
-            Facts {
-                authority: Some(b"STATIC.example.com:8443".to_vec()),
-                ..Facts::default()
-            },
-            index(&config, "public"),
+            authority("static.example.com"),
+            chose(index(&config, "public"), Reason::Rule(1)),
         ),
         (
-            Facts {
-                authority: Some(b"a.b.example.com".to_vec()),
-                path: Some(b"/internal/x".to_vec()),
-                ..Facts::default()
-            },
-            Selection::Untouched,
+            authority("STATIC.example.com:8443"),
+            chose(index(&config, "public"), Reason::Rule(1)),
+        ),
+        (
+            authority("a.b.example.com").with(RouteFact::Path, "/internal/x"),
+            chose(Selection::Untouched, Reason::Rule(2)),
         ),
         // The apex is not matched by *.example.com.
         (
-            Facts {
-                authority: Some(b"example.com".to_vec()),
-                path: Some(b"/internal/x".to_vec()),
-                ..Facts::default()
-            },
-            index(&config, "default"),
+            authority("example.com").with(RouteFact::Path, "/internal/x"),
+            chose(index(&config, "default"), Reason::Default),
         ),
         // AND: host matches, path does not.
         (
-            Facts {
-                authority: Some(b"a.example.com".to_vec()),
-                path: Some(b"/public/x".to_vec()),
-                ..Facts::default()
-            },
-            index(&config, "default"),
+            authority("a.example.com").with(RouteFact::Path, "/public/x"),
+            chose(index(&config, "default"), Reason::Default),
         ),
         (
-            Facts {
-                vhost: Some(b"vh-public".to_vec()),
-                path: Some(b"/pub/x".to_vec()),
-                ..Facts::default()
-            },
-            index(&config, "public"),
+            given()
+                .with(RouteFact::VirtualHost, "vh-public")
+                .with(RouteFact::Path, "/pub/x"),
+            chose(index(&config, "public"), Reason::Rule(3)),
         ),
-        (Facts::route("other"), index(&config, "default")),
-        (Facts::default(), index(&config, "default")),
+        (
+            route("other"),
+            chose(index(&config, "default"), Reason::Default),
+        ),
+        (given(), chose(index(&config, "default"), Reason::Default)),
     ];
     for (mut facts, expected) in cases {
+        let shown = format!("{facts:?}");
         let got = config.select(&mut facts);
-        assert_eq!(
-            got,
-            expected,
-            "facts {:?}",
-            (facts.route, facts.authority, facts.path)
-        );
+        assert_eq!(got, expected, "facts {shown}");
     }
 }
 
 #[test]
 fn facts_are_read_only_when_a_rule_needs_them() {
-    let config = config(FULL);
-    let mut facts = Facts::route("partner-api");
+    let config = config(FULL_FORM);
+    let mut facts = recording(Known::default().with(RouteFact::RouteName, "partner-api"));
     config.select(&mut facts);
-    assert_eq!(facts.reads, ["metadata", "route"]);
+    assert_eq!(facts.source().reads, ["metadata", "route"]);
+    assert!(facts.was_read(RouteFact::RouteName));
+    assert!(!facts.was_read(RouteFact::Authority));
 
     let short = self::config(r#"{"allow_origins": ["https://a.example.com"]}"#);
-    let mut facts = Facts::default();
-    assert_eq!(short.select(&mut facts), Selection::Policy(0));
-    assert_eq!(facts.reads, ["metadata"]);
+    let mut facts = recording(Known::default());
+    assert_eq!(
+        short.select(&mut facts),
+        chose(Selection::Policy(0), Reason::Default)
+    );
+    assert_eq!(facts.source().reads, ["metadata"]);
 }
 
 #[test]
 fn no_default_passes_through() {
     let config = config(r#"{"policies": {"p": {"allow_origins": ["*"]}}}"#);
-    assert_eq!(config.select(&mut Facts::default()), Selection::Untouched);
-    let mut facts = Facts {
-        metadata: Some(b"p".to_vec()),
-        ..Facts::default()
-    };
-    assert_eq!(config.select(&mut facts), Selection::Policy(0));
+    assert_eq!(
+        config.select(&mut given()),
+        chose(Selection::Untouched, Reason::Nothing)
+    );
+    let mut facts = given().with(RouteFact::MetadataPolicy, "p");
+    assert_eq!(
+        config.select(&mut facts),
+        chose(Selection::Policy(0), Reason::RouteMetadata)
+    );
 }
 
 #[test]
 fn authority_host_strips_ports() {
     assert_eq!(
-        engine::authority_host(b"a.example.com:8080"),
+        routing::authority_host(b"a.example.com:8080"),
         b"a.example.com"
     );
-    assert_eq!(engine::authority_host(b"a.example.com"), b"a.example.com");
-    assert_eq!(engine::authority_host(b"[::1]:8080"), b"[::1]");
-    assert_eq!(engine::authority_host(b"[::1]"), b"[::1]");
-    assert_eq!(engine::authority_host(b""), b"");
+    assert_eq!(routing::authority_host(b"a.example.com"), b"a.example.com");
+    assert_eq!(routing::authority_host(b"[::1]:8080"), b"[::1]");
+    assert_eq!(routing::authority_host(b"[::1]"), b"[::1]");
+    assert_eq!(routing::authority_host(b""), b"");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -655,7 +637,7 @@ fn forward_and_report_modes() {
 
 #[test]
 fn unknown_policy_fails_closed() {
-    let config = config(FULL);
+    let config = config(FULL_FORM);
     let unknown = Selection::Unknown(b"nope".to_vec());
     let outcome = engine::decide(&config, &unknown, &preflight(APP, "GET", None));
     assert_eq!(outcome.action, reply(403, &[("vary", PREFLIGHT_VARY)]));
@@ -679,7 +661,7 @@ fn unknown_policy_fails_closed() {
 
 #[test]
 fn untouched_selection_does_nothing() {
-    let config = config(FULL);
+    let config = config(FULL_FORM);
     let outcome = engine::decide(&config, &Selection::Untouched, &preflight(APP, "GET", None));
     assert_eq!(outcome.action, Action::Untouched);
     assert_eq!(outcome.counter, None);
@@ -960,14 +942,11 @@ fn istio_resource_rules_match_what_istio_writes_and_nothing_else() {
             ]
         }"#,
     );
-    let vs = |config: &str| Facts {
-        istio_config: Some(config.as_bytes().to_vec()),
-        ..Facts::default()
-    };
+    let vs = |config: &'static str| given().with(RouteFact::IstioConfig, config);
     let partner = index(&config, "partner");
     let public = index(&config, "public");
     let default = index(&config, "default");
-    let cases: Vec<(Facts, Selection)> = vec![
+    let cases: Vec<(RouteFacts<Known>, Selection)> = vec![
         (vs("/apis/networking.istio.io/v1/namespaces/shop/virtual-service/storefront"), partner.clone()),
         (vs("/apis/networking.istio.io/v1alpha3/namespaces/shop/virtual-service/storefront"), partner.clone()),
         (vs("/apis/networking.istio.io/v1beta1/namespaces/shop/virtual-service/storefront"), partner.clone()),
@@ -983,27 +962,20 @@ fn istio_resource_rules_match_what_istio_writes_and_nothing_else() {
             vs("/apis/networking.istio.io/v1/namespaces/shop/virtual-service/istio-system~gateway~istio-autogenerated-k8s-gateway~http~shop.example.com"),
             default.clone(),
         ),
-        (Facts::route("shop.catalog.v2.0"), public.clone()),
-        (Facts::route("shop.catalog.v2.12"), public.clone()),
-        (Facts::route("shop.catalog.v2."), default.clone()),
-        (Facts::route("shop.catalog.v2.x"), default.clone()),
-        (Facts::route("shop.catalog.v2"), default.clone()),
-        (Facts::route("shop.catalog.0"), default.clone()),
-        (Facts::route("shops.catalog.v2.0"), default.clone()),
-        (Facts::route("shop.catalog.v2.0.extra"), default.clone()),
-        (Facts::default(), default.clone()),
+        (route("shop.catalog.v2.0"), public.clone()),
+        (route("shop.catalog.v2.12"), public.clone()),
+        (route("shop.catalog.v2."), default.clone()),
+        (route("shop.catalog.v2.x"), default.clone()),
+        (route("shop.catalog.v2"), default.clone()),
+        (route("shop.catalog.0"), default.clone()),
+        (route("shops.catalog.v2.0"), default.clone()),
+        (route("shop.catalog.v2.0.extra"), default.clone()),
+        (given(), default.clone()),
     ];
     for (mut facts, expected) in cases {
-        let got = config.select(&mut facts);
-        assert_eq!(
-            got,
-            expected,
-            "facts {:?}",
-            (
-                facts.route.as_deref().map(String::from_utf8_lossy),
-                facts.istio_config.as_deref().map(String::from_utf8_lossy)
-            )
-        );
+        let shown = format!("{facts:?}");
+        let got = config.select(&mut facts).selection;
+        assert_eq!(got, expected, "facts {shown}");
     }
 }
 
@@ -1019,19 +991,66 @@ fn istio_config_is_read_only_by_a_virtual_service_rule() {
             ]
         }"#,
     );
-    let mut facts = Facts::route("shop.catalog.0");
-    assert_eq!(config.select(&mut facts), Selection::Untouched);
-    assert_eq!(facts.reads, ["metadata", "route", "route"]);
+    // The route name is read from the proxy once, however many rules look at it.
+    let mut facts = recording(Known::default().with(RouteFact::RouteName, "shop.catalog.0"));
+    assert_eq!(config.select(&mut facts).selection, Selection::Untouched);
+    assert_eq!(facts.source().reads, ["metadata", "route"]);
 
-    let mut facts = Facts::route("other");
-    assert_eq!(config.select(&mut facts), Selection::Policy(0));
-    assert_eq!(facts.reads, ["metadata", "route", "route", "istio_config"]);
+    let mut facts = recording(Known::default().with(RouteFact::RouteName, "other"));
+    assert_eq!(config.select(&mut facts).selection, Selection::Policy(0));
+    assert_eq!(facts.source().reads, ["metadata", "route", "istio_config"]);
 
     let without = self::config(
         r#"{"default": {"allow_origins": ["https://a.example.com"]},
             "rules": [{"match": {"route": "api"}, "policy": null}]}"#,
     );
-    let mut facts = Facts::route("other");
+    let mut facts = recording(Known::default().with(RouteFact::RouteName, "other"));
     without.select(&mut facts);
-    assert!(!facts.reads.contains(&"istio_config"), "{:?}", facts.reads);
+    let reads = &facts.source().reads;
+    assert!(!reads.contains(&"istio_config"), "{reads:?}");
+}
+
+/// A header list edited as Envoy edits a response: what the CLI prints after the edits.
+#[test]
+fn edits_on_a_header_list_replace_in_place_and_remove_every_copy() {
+    let mut headers: Vec<(Vec<u8>, Vec<u8>)> = [
+        ("Vary", "Accept"),
+        ("access-control-allow-origin", "https://up.example"),
+        ("x-other", "1"),
+        ("vary", "Cookie"),
+        ("Access-Control-Max-Age", "5"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+    .collect();
+    engine::apply_edits(
+        &[
+            HeaderEdit::Remove(b"access-control-allow-origin".to_vec()),
+            HeaderEdit::Remove(b"access-control-max-age".to_vec()),
+            HeaderEdit::Set("vary", b"Accept, Cookie, Origin".to_vec()),
+            HeaderEdit::Set(
+                "access-control-allow-origin",
+                b"https://app.example.com".to_vec(),
+            ),
+        ],
+        &mut headers,
+    );
+    let text: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        text,
+        [
+            ("Vary", "Accept, Cookie, Origin"),
+            ("x-other", "1"),
+            ("access-control-allow-origin", "https://app.example.com"),
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+    );
 }

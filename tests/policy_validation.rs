@@ -3,6 +3,8 @@
 
 use cors_proxy_wasm::policy::{self, Mode, UnmatchedPreflights, UpstreamCorsHeaders};
 
+mod fixtures;
+
 fn errors(document: &str) -> Vec<String> {
     match policy::load(document) {
         Ok(_) => Vec::new(),
@@ -51,19 +53,7 @@ fn valid_documents() {
         r#"{"policies": {"partner": {"allow_origins": ["https://*.partner.example"]}}}"#,
         r#"{"default": {"allow_origins": ["https://app.example.com"]}}"#,
         r#"{"rules": [{"match": {"host": "static.example.com"}, "policy": null}]}"#,
-        r#"{
-            "default":  { "allow_origins": ["https://app.example.com"] },
-            "policies": {
-                "public":  { "allow_origins": ["*"], "allow_methods": ["GET"] },
-                "partner": { "allow_origins": ["https://*.partner.example"], "allow_credentials": true }
-            },
-            "rules": [
-                { "match": { "route": "partner-api" }, "policy": "partner" },
-                { "match": { "host": "static.example.com" }, "policy": "public" },
-                { "match": { "host": "*.example.com", "path_prefix": "/internal/" }, "policy": null },
-                { "match": { "virtual_host": "vh" }, "policy": "default" }
-            ]
-        }"#,
+        fixtures::FULL_FORM,
     ] {
         assert_valid(document);
     }

@@ -2,13 +2,13 @@
 //! the decision, counts. The same steps, log lines and metric names as the proxy-wasm shim
 //! (`src/filter.rs`); all policy logic lives in the engine.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use cors_proxy_wasm::engine::{
-    self, Counter, HeaderEdit, Outcome, Request, ResponsePlan, RouteFacts,
-};
+use cors_proxy_wasm::engine::{self, Counter, EditTarget, Outcome, Request, ResponsePlan};
 use cors_proxy_wasm::policy::{self, Config};
+use cors_proxy_wasm::routing::{FactSource, RouteFact, RouteFacts, Selection};
 
 use crate::host::{Attribute, Headers, Host};
 
@@ -133,70 +133,46 @@ pub enum Next {
     Stop,
 }
 
-/// Route facts read from the host on demand, each at most once.
-struct HostRouteFacts<'h, H: Host> {
+/// Where the module's route facts come from: route attributes and metadata, and the request's
+/// pseudo headers.
+struct HostFacts<'h, H: Host> {
     host: &'h H,
-    metadata_policy: Option<Option<&'h [u8]>>,
-    route_name: Option<Option<&'h [u8]>>,
-    virtual_host: Option<Option<&'h [u8]>>,
-    istio_config: Option<Option<&'h [u8]>>,
-    authority: Option<Option<std::borrow::Cow<'h, [u8]>>>,
-    path: Option<Option<std::borrow::Cow<'h, [u8]>>>,
 }
 
-impl<H: Host> RouteFacts for HostRouteFacts<'_, H> {
-    fn metadata_policy(&mut self) -> Option<&[u8]> {
+impl<'h, H: Host> FactSource<'h> for HostFacts<'h, H> {
+    fn read(&mut self, fact: RouteFact) -> Option<Cow<'h, [u8]>> {
         let host = self.host;
-        *self
-            .metadata_policy
-            .get_or_insert_with(|| host.route_metadata("cors", "policy"))
+        match fact {
+            RouteFact::MetadataPolicy => host.route_metadata("cors", "policy").map(Cow::Borrowed),
+            RouteFact::RouteName => host.attribute(Attribute::RouteName).map(Cow::Borrowed),
+            RouteFact::VirtualHost => host
+                .attribute(Attribute::VirtualHostName)
+                .map(Cow::Borrowed),
+            RouteFact::IstioConfig => host.route_metadata("istio", "config").map(Cow::Borrowed),
+            RouteFact::Authority => host.header(Headers::Request, b":authority"),
+            RouteFact::Path => host.header(Headers::Request, b":path"),
+        }
     }
-    fn route_name(&mut self) -> Option<&[u8]> {
-        let host = self.host;
-        *self
-            .route_name
-            .get_or_insert_with(|| host.attribute(Attribute::RouteName))
+}
+
+/// The response the module edits through Envoy's callbacks.
+struct HostResponse<'h, H: Host>(&'h H);
+
+impl<H: Host> EditTarget for HostResponse<'_, H> {
+    fn set(&mut self, name: &'static str, value: &[u8]) {
+        self.0.set_response_header(name.as_bytes(), Some(value));
     }
-    fn virtual_host(&mut self) -> Option<&[u8]> {
-        let host = self.host;
-        *self
-            .virtual_host
-            .get_or_insert_with(|| host.attribute(Attribute::VirtualHostName))
-    }
-    fn istio_config(&mut self) -> Option<&[u8]> {
-        let host = self.host;
-        *self
-            .istio_config
-            .get_or_insert_with(|| host.route_metadata("istio", "config"))
-    }
-    fn authority(&mut self) -> Option<&[u8]> {
-        let host = self.host;
-        self.authority
-            .get_or_insert_with(|| host.header(Headers::Request, b":authority"))
-            .as_deref()
-    }
-    fn path(&mut self) -> Option<&[u8]> {
-        let host = self.host;
-        self.path
-            .get_or_insert_with(|| host.header(Headers::Request, b":path"))
-            .as_deref()
+    fn remove(&mut self, name: &[u8]) {
+        self.0.set_response_header(name, None);
     }
 }
 
 impl Filter {
     /// The request headers: choose the policy, decide, count, log; answer a preflight locally.
     pub fn on_request_headers(&mut self, state: &State, host: &impl Host) -> Next {
-        let mut facts = HostRouteFacts {
-            host,
-            metadata_policy: None,
-            route_name: None,
-            virtual_host: None,
-            istio_config: None,
-            authority: None,
-            path: None,
-        };
-        let selection = state.config.select(&mut facts);
-        if let engine::Selection::Unknown(name) = &selection {
+        let mut facts = RouteFacts::new(HostFacts { host });
+        let selection = state.config.select(&mut facts).selection;
+        if let Selection::Unknown(name) = &selection {
             state.log_unknown_once(name);
         }
         let method = host.header(Headers::Request, b":method");
@@ -263,13 +239,6 @@ impl Filter {
             let headers = host.headers(Headers::Response);
             engine::response_edits(&state.config, &plan, &headers)
         };
-        for edit in edits {
-            match edit {
-                HeaderEdit::Remove(name) => host.set_response_header(&name, None),
-                HeaderEdit::Set(name, value) => {
-                    host.set_response_header(name.as_bytes(), Some(&value))
-                }
-            };
-        }
+        engine::apply_edits(&edits, &mut HostResponse(host));
     }
 }

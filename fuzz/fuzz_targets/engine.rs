@@ -10,10 +10,9 @@
 
 use std::sync::OnceLock;
 
-use cors_proxy_wasm::engine::{
-    self, Action, AllowOrigin, HeaderEdit, Request, ResponsePlan, RouteFacts, ACAO,
-};
+use cors_proxy_wasm::engine::{self, Action, AllowOrigin, HeaderEdit, Request, ResponsePlan, ACAO};
 use cors_proxy_wasm::policy::{self, Config, Mode};
+use cors_proxy_wasm::routing::{self, Reason, RouteFact, RouteFacts, Selection};
 use libfuzzer_sys::fuzz_target;
 
 const DOC: &str = r#"{
@@ -93,47 +92,38 @@ impl<'a> Parsed<'a> {
     }
 }
 
-struct Facts {
-    meta: Option<Vec<u8>>,
-    route: Option<Vec<u8>>,
-    vhost: Option<Vec<u8>>,
-    authority: Option<Vec<u8>>,
-    path: Option<Vec<u8>>,
-}
-
-impl RouteFacts for Facts {
-    fn metadata_policy(&mut self) -> Option<&[u8]> {
-        self.meta.as_deref()
-    }
-    fn route_name(&mut self) -> Option<&[u8]> {
-        self.route.as_deref()
-    }
-    fn virtual_host(&mut self) -> Option<&[u8]> {
-        self.vhost.as_deref()
-    }
-    fn authority(&mut self) -> Option<&[u8]> {
-        self.authority.as_deref()
-    }
-    fn path(&mut self) -> Option<&[u8]> {
-        self.path.as_deref()
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     if data.len() > 64 * 1024 {
         return;
     }
     let config = config();
     let parsed = Parsed::parse(data);
-    let mut facts = Facts {
-        meta: parsed.get(b"@meta"),
-        route: parsed.get(b"@route"),
-        vhost: parsed.get(b"@vhost"),
-        authority: parsed.get(b":authority"),
-        path: parsed.get(b":path"),
-    };
-    let _ = engine::authority_host(facts.authority.as_deref().unwrap_or_default());
-    let selection = config.select(&mut facts);
+    let meta = parsed.get(b"@meta");
+    let route = parsed.get(b"@route");
+    let vhost = parsed.get(b"@vhost");
+    let authority = parsed.get(b":authority");
+    let path = parsed.get(b":path");
+    let _ = routing::authority_host(authority.as_deref().unwrap_or_default());
+    let mut facts = RouteFacts::known()
+        .with_optional(RouteFact::MetadataPolicy, meta.as_deref())
+        .with_optional(RouteFact::RouteName, route.as_deref())
+        .with_optional(RouteFact::VirtualHost, vhost.as_deref())
+        .with_optional(RouteFact::Authority, authority.as_deref())
+        .with_optional(RouteFact::Path, path.as_deref());
+    let choice = config.select(&mut facts);
+    // The reason agrees with the choice.
+    match choice.reason {
+        Reason::RouteMetadata => assert!(meta.is_some()),
+        Reason::Rule(n) => assert_eq!(
+            choice.selection,
+            config.rules[n]
+                .policy
+                .map_or(Selection::Untouched, Selection::Policy)
+        ),
+        Reason::Default => assert_eq!(choice.selection, Selection::Policy(0)),
+        Reason::Nothing => unreachable!("the document has a default"),
+    }
+    let selection = choice.selection;
     let origin = parsed.get(b"origin");
     let acrm = parsed.get(b"access-control-request-method");
     let acrh = parsed.get(b"access-control-request-headers");

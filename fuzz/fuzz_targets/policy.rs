@@ -4,8 +4,9 @@
 //! under every policy it defines without panicking.
 #![no_main]
 
-use cors_proxy_wasm::engine::{self, Action, Request, Selection};
+use cors_proxy_wasm::engine::{self, Action, Request};
 use cors_proxy_wasm::policy;
+use cors_proxy_wasm::routing::Selection;
 use libfuzzer_sys::fuzz_target;
 
 const ORIGINS: [&[u8]; 4] = [

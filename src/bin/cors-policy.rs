@@ -1,8 +1,8 @@
 //! `cors-policy`: check a policy document, and explain what the filter does with a request.
 //!
-//! The same engine as the filter ([`policy::load`], [`Config::select`], [`engine::decide`],
-//! [`engine::response_edits`], [`engine::describe`]); this file only reads files and arguments
-//! and prints.
+//! The same engine as the filter ([`policy::load`], [`Config::select`] and its reason,
+//! [`engine::decide`], [`engine::response_edits`] applied by [`engine::apply_edits`],
+//! [`engine::describe`]); this file only reads files and arguments and prints.
 //!
 //! Exit status: 0 = OK, 1 = the policy document is invalid, 2 = usage or I/O error.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,8 +11,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use cors_proxy_wasm::engine::{self, Action, HeaderEdit, Request, ResponsePlan, Selection};
+use cors_proxy_wasm::engine::{self, Action, Counter, HeaderEdit, Request, ResponsePlan};
 use cors_proxy_wasm::policy::{self, Config, HostPattern, Mode, Rule, UnmatchedPreflights};
+use cors_proxy_wasm::routing::{Choice, Known, Reason, RouteFact, RouteFacts, Selection};
 use serde::Deserialize as _;
 use serde_json::Value;
 
@@ -273,24 +274,19 @@ struct Facts {
     istio_config: Option<String>,
 }
 
-impl engine::RouteFacts for Facts {
-    fn metadata_policy(&mut self) -> Option<&[u8]> {
-        self.metadata_policy.as_deref().map(str::as_bytes)
-    }
-    fn route_name(&mut self) -> Option<&[u8]> {
-        self.route.as_deref().map(str::as_bytes)
-    }
-    fn virtual_host(&mut self) -> Option<&[u8]> {
-        self.vhost.as_deref().map(str::as_bytes)
-    }
-    fn istio_config(&mut self) -> Option<&[u8]> {
-        self.istio_config.as_deref().map(str::as_bytes)
-    }
-    fn authority(&mut self) -> Option<&[u8]> {
-        self.authority.as_deref().map(str::as_bytes)
-    }
-    fn path(&mut self) -> Option<&[u8]> {
-        self.path.as_deref().map(str::as_bytes)
+impl Facts {
+    /// The route facts selection reads, as the filter would read them from Envoy.
+    fn route_facts(&self) -> RouteFacts<'_, Known<'_>> {
+        fn given(value: &Option<String>) -> Option<&[u8]> {
+            value.as_deref().map(str::as_bytes)
+        }
+        RouteFacts::known()
+            .with_optional(RouteFact::MetadataPolicy, given(&self.metadata_policy))
+            .with_optional(RouteFact::RouteName, given(&self.route))
+            .with_optional(RouteFact::VirtualHost, given(&self.vhost))
+            .with_optional(RouteFact::IstioConfig, given(&self.istio_config))
+            .with_optional(RouteFact::Authority, given(&self.authority))
+            .with_optional(RouteFact::Path, given(&self.path))
     }
 }
 
@@ -373,7 +369,7 @@ fn parse_explain(args: &[String]) -> Result<ExplainArgs, Failure> {
 }
 
 fn explain(args: &[String], out: &mut String) -> Result<bool, Failure> {
-    let mut args = parse_explain(args)?;
+    let args = parse_explain(args)?;
     let file = args.file.clone().unwrap_or_default();
     let mut documents = read_documents(&file)?;
     if documents.len() > 1 {
@@ -404,24 +400,27 @@ fn explain(args: &[String], out: &mut String) -> Result<bool, Failure> {
         acrpn: args.private_network.then_some(b"true".as_slice()),
     };
 
-    let selection = config.select(&mut args.facts);
+    let choice = config.select(&mut args.facts.route_facts());
+    let selection = &choice.selection;
     let _ = writeln!(
         out,
         "{}",
-        selection_line(&config, &selection, &mut args.facts)
+        selection_line(&config, &choice, args.facts.metadata_policy.as_deref())
     );
-    if let Selection::Policy(index) = selection {
-        if let Some(policy) = config.policy(index) {
-            let mode = match policy.mode {
-                Mode::Enforce => "enforce",
-                Mode::Report => "report (decide and count, change nothing)",
-            };
-            let _ = writeln!(out, "mode: {mode}");
-        }
+    let policy = match selection {
+        Selection::Policy(index) => config.policy(*index),
+        _ => None,
+    };
+    if let Some(policy) = policy {
+        let mode = match policy.mode {
+            Mode::Enforce => "enforce",
+            Mode::Report => "report (decide and count, change nothing)",
+        };
+        let _ = writeln!(out, "mode: {mode}");
     }
     let _ = writeln!(out, "request: {}", request_line(&request));
 
-    let outcome = engine::decide(&config, &selection, &request);
+    let outcome = engine::decide(&config, selection, &request);
     let _ = writeln!(
         out,
         "decision: {}",
@@ -454,9 +453,10 @@ fn explain(args: &[String], out: &mut String) -> Result<bool, Failure> {
             }
         }
         Action::Untouched => {
-            let why = match (&selection, outcome.policy) {
-                (_, Some(_)) => "mode report: the decision is only counted and logged",
-                (Selection::Unknown(_), _) => "unknown policy",
+            let why = match policy {
+                Some(policy) if policy.mode == Mode::Report => {
+                    "mode report: the decision is only counted and logged"
+                }
                 _ => "no CORS handling on this request",
             };
             let _ = writeln!(out, "response: forwarded upstream, left untouched ({why})");
@@ -489,49 +489,45 @@ fn explain(args: &[String], out: &mut String) -> Result<bool, Failure> {
             print_headers(out, &upstream, &edits);
         }
     }
-    if matches!(outcome.action, Action::Reply(_)) && outcome.policy.is_none() {
+    if matches!(selection, Selection::Unknown(_)) && matches!(outcome.action, Action::Reply(_)) {
         let _ = writeln!(out, "note: the route names a policy that does not exist");
     }
-    if let Some(policy) = outcome.policy.and_then(|i| config.policy(i)) {
-        let denied_reply = matches!(&outcome.action, Action::Reply(r) if r.status == 403);
-        if denied_reply && !policy.debug {
-            let _ = writeln!(
-                out,
-                "note: set \"debug\": true on policy {} to get cors-deny-reason on denied preflights",
-                policy.name
-            );
-        }
-        if request.is_preflight()
-            && policy.unmatched_preflights == UnmatchedPreflights::Forward
-            && matches!(outcome.action, Action::Forward(_))
-        {
-            let _ = writeln!(
-                out,
-                "note: the preflight was denied; with unmatched_preflights: reject it would get a local 403"
-            );
+    if let (Some(policy), Some(Counter::PreflightDenied(_))) = (policy, outcome.counter) {
+        match (&outcome.action, policy.unmatched_preflights) {
+            (Action::Reply(_), _) if !policy.debug => {
+                let _ = writeln!(
+                    out,
+                    "note: set \"debug\": true on policy {} to get cors-deny-reason on denied preflights",
+                    policy.name
+                );
+            }
+            (Action::Forward(_), UnmatchedPreflights::Forward) => {
+                let _ = writeln!(
+                    out,
+                    "note: the preflight was denied; with unmatched_preflights: reject it would get a local 403"
+                );
+            }
+            _ => {}
         }
     }
     Ok(true)
 }
 
-/// `policy: NAME (why)`.
-fn selection_line(config: &Config, selection: &Selection, facts: &mut Facts) -> String {
-    let why = if let Some(name) = &facts.metadata_policy {
-        format!("route metadata filter_metadata.cors.policy = {name:?}")
-    } else {
-        let index = config
-            .rules
-            .iter()
-            .position(|rule| config.rule_matches(rule, facts));
-        match index {
-            Some(i) => format!("rules[{i}] {} matched", rule_text(&config.rules[i])),
-            None if config.default.is_some() => {
-                "no route metadata, no rule matched: the default".to_owned()
-            }
-            None => "no route metadata, no rule matched, no default".to_owned(),
-        }
+/// `policy: NAME (why)`, the reason as [`Config::select`] gives it.
+fn selection_line(config: &Config, choice: &Choice, metadata_policy: Option<&str>) -> String {
+    let why = match choice.reason {
+        Reason::RouteMetadata => format!(
+            "route metadata filter_metadata.cors.policy = {:?}",
+            metadata_policy.unwrap_or_default()
+        ),
+        Reason::Rule(i) => match config.rules.get(i) {
+            Some(rule) => format!("rules[{i}] {} matched", rule_text(rule)),
+            None => format!("rules[{i}] matched"),
+        },
+        Reason::Default => "no route metadata, no rule matched: the default".to_owned(),
+        Reason::Nothing => "no route metadata, no rule matched, no default".to_owned(),
     };
-    match selection {
+    match &choice.selection {
         Selection::Policy(index) => {
             let name = config.policy(*index).map_or("?", |p| p.name.as_str());
             format!("policy: {name} ({why})")
@@ -604,28 +600,7 @@ fn print_headers(out: &mut String, upstream: &[(&[u8], &[u8])], edits: &[HeaderE
         .iter()
         .map(|(n, v)| (n.to_vec(), v.to_vec()))
         .collect();
-    for edit in edits {
-        match edit {
-            HeaderEdit::Remove(name) => headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
-            HeaderEdit::Set(name, value) => {
-                let name = name.as_bytes();
-                match headers
-                    .iter()
-                    .position(|(n, _)| n.eq_ignore_ascii_case(name))
-                {
-                    Some(first) => {
-                        headers[first].1 = value.clone();
-                        let mut i = 0;
-                        headers.retain(|(n, _)| {
-                            i += 1;
-                            i - 1 == first || !n.eq_ignore_ascii_case(name)
-                        });
-                    }
-                    None => headers.push((name.to_vec(), value.clone())),
-                }
-            }
-        }
-    }
+    engine::apply_edits(edits, &mut headers);
     let _ = writeln!(
         out,
         "response headers{}:",
