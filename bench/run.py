@@ -9,7 +9,7 @@ filters alternating within a scenario, for --rounds rounds; the figures are medi
 
 Variants: none | native-{1,1000,10000} | native-10000-last | empty (an empty proxy-wasm filter:
 the wasm floor) | spec-calls (only the host calls the filter makes, nothing decided) |
-ours-{1,1000,10000}. Scenarios: non-CORS GET, allowed actual GET, allowed preflight, denied
+ours-{1,1000,10000} | dm-{1,1000,10000} (the same engine as an Envoy dynamic module). Scenarios: non-CORS GET, allowed actual GET, allowed preflight, denied
 preflight.
 
 Writes build/bench/results.json, bench/throughput.png and the results section of
@@ -17,8 +17,8 @@ BENCHMARKS.md (between the `bench:results` markers). Usage (normally through `ma
 
     .venv/bin/python bench/run.py [--rounds 4] [--duration 5] [--connections 16]
 
-Environment: ENVOY_BIN, CORS_WASM, EMPTY_WASM, SPEC_CALLS_WASM (defaults: the project venv's
-Envoy, dist/cors_proxy_wasm.wasm, bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm,
+Environment: ENVOY_BIN, CORS_WASM, CORS_NATIVE, EMPTY_WASM, SPEC_CALLS_WASM (defaults: the
+project venv's Envoy, dist/cors_proxy_wasm.wasm, dist/libcors_proxy.so, bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm,
 bench/spec-calls/target/wasm32-wasip1/release/spec_calls.wasm).
 Any missing tool or a variant answering differently than expected is a hard error.
 """
@@ -85,6 +85,7 @@ VARIANTS = (
     + [WORST]
     + ["empty", SPEC_CALLS]
     + [f"ours-{n}" for n in SIZES]
+    + [f"dm-{n}" for n in SIZES]
 )
 
 
@@ -166,6 +167,22 @@ def wasm_filter(vm_id: str, code: Path, configuration: str) -> dict:
     }
 
 
+def dynamic_module_filter(module: Path, configuration: str) -> dict:
+    return {
+        "name": "envoy.filters.http.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3."
+            "DynamicModuleFilter",
+            "dynamic_module_config": {"module": {"local": {"filename": str(module)}}},
+            "filter_name": "cors",
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": configuration,
+            },
+        },
+    }
+
+
 def our_policy(n: int) -> str:
     """The same policy as the native CorsPolicy below, in our short form."""
     return json.dumps(
@@ -211,7 +228,8 @@ def listener(name: str, port: int, virtual_host: dict, filters: list[dict]) -> d
 
 
 def variant_listener(variant: str, port: int, modules: dict[str, Path]) -> dict:
-    """The listener of `variant`; `modules` holds the .wasm paths `ours`, `empty`, `spec-calls`."""
+    """The listener of `variant`; `modules` holds the paths `ours`, `empty`, `spec-calls` (.wasm)
+    and `dm` (the dynamic module's .so)."""
     vhost = {
         "name": variant,
         "domains": ["*"],
@@ -236,6 +254,8 @@ def variant_listener(variant: str, port: int, modules: dict[str, Path]) -> dict:
         filters = [wasm_filter("empty", modules["empty"], "")]
     elif kind == "ours":
         filters = [wasm_filter(variant, modules["ours"], our_policy(int(size)))]
+    elif kind == "dm":
+        filters = [dynamic_module_filter(modules["dm"], our_policy(int(size)))]
     return listener(variant, port, vhost, filters)
 
 
@@ -300,7 +320,7 @@ def bootstrap(admin_port: int, upstream_port: int, ports: dict, modules: dict[st
 
 def expected(variant: str, scenario: str) -> tuple[int, str | None]:
     """(status, Access-Control-Allow-Origin) each variant must answer with."""
-    kind = "ours" if variant == SPEC_CALLS else variant.partition("-")[0]
+    kind = "ours" if variant in (SPEC_CALLS,) or variant.startswith("dm-") else variant.partition("-")[0]
     if kind in ("none", "empty") or scenario == "non-cors GET":
         return 200, None
     if scenario == "preflight denied":
@@ -423,6 +443,38 @@ TARGETS = [
     (10000, ("preflight allowed", "preflight denied"), "native", 3.0),
 ]
 
+# The dynamic module build (dm-N ÷ native-N).
+DM_TARGETS = [
+    (1, "actual GET", 1.0),
+    (1, "preflight allowed", 0.95),
+    (10000, "actual GET", 2.0),
+    (10000, "preflight allowed", 4.0),
+]
+
+
+def dm_ratio_rows(med: dict) -> list[dict]:
+    """The dynamic module ÷ native, ÷ our wasm build and ÷ the empty wasm filter."""
+    if "dm-1" not in med:  # results written before the dynamic module was measured
+        return []
+    return [{"size": n, "scenario": sc,
+             "vs_native": med[f"dm-{n}"][sc]["rps"] / med[f"native-{n}"][sc]["rps"],
+             "vs_ours": med[f"dm-{n}"][sc]["rps"] / med[f"ours-{n}"][sc]["rps"],
+             "vs_empty": med[f"dm-{n}"][sc]["rps"] / med["empty"][sc]["rps"]}
+            for n in SIZES for sc in SCENARIOS]
+
+
+def dm_target_rows(med: dict) -> list[dict]:
+    if "dm-1" not in med:
+        return []
+    rows = []
+    for size, scenario, minimum in DM_TARGETS:
+        b = med[f"native-{size}"][scenario]["rps"]
+        got = med[f"dm-{size}"][scenario]["rps"] / b
+        rows.append({"size": size, "scenario": scenario, "baseline": f"native-{size}",
+                     "baseline_rps": b, "target": minimum, "got": got, "met": got >= minimum,
+                     "bound": bound(med, scenario, b)})
+    return rows
+
 
 def summarize(runs: dict) -> dict:
     med = {}
@@ -498,7 +550,8 @@ def chart(med: dict, path: Path, title: str) -> None:
     colors = {"none": "#888888", "native-1": "#9ecae1", "native-1000": "#4292c6",
               "native-10000": "#08519c", WORST: "#08306b", "empty": "#bbbbbb",
               SPEC_CALLS: "#fdae6b", "ours-1": "#a1d99b",
-              "ours-1000": "#41ab5d", "ours-10000": "#006d2c"}
+              "ours-1000": "#41ab5d", "ours-10000": "#006d2c",
+              "dm-1": "#fcbba1", "dm-1000": "#fb6a4a", "dm-10000": "#a50f15"}
     fig, ax = plt.subplots(figsize=(12, 5.5))
     for i, variant in enumerate(VARIANTS):
         xs = [s + (i - (len(VARIANTS) - 1) / 2) * width for s in range(len(scenarios))]
@@ -546,6 +599,7 @@ def markdown(results: dict) -> str:
         cells = [f"{by[(n, sc)]['vs_native']:.2f}× / {by[(n, sc)]['vs_empty']:.2f}× "
                  f"(native {med[f'native-{n}'][sc]['rps']:,.0f}/s)" for sc in SCENARIOS]
         out.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    out += dm_markdown(results)
     out += ["", "Targets (ours ÷ baseline, requests/s). The baseline `native-N` has the "
             f"allowed origin in the middle of its list (the average case); the `{WORST}` rows "
             "(allowed origin last, native's worst case) are supplementary. *Floor*: the empty wasm "
@@ -575,7 +629,9 @@ def markdown(results: dict) -> str:
     out += ["", "![throughput](bench/throughput.png)", "",
             f"Module sizes loaded in this run: ours {results['wasm_bytes']['ours']:,} bytes, "
             f"empty filter {results['wasm_bytes']['empty']:,} bytes, spec-calls "
-            f"{results['wasm_bytes'][SPEC_CALLS]:,} bytes.", ""]
+            f"{results['wasm_bytes'][SPEC_CALLS]:,} bytes"
+            + (f", dynamic module {results['wasm_bytes']['dm']:,} bytes" if "dm" in results["wasm_bytes"]
+               else "") + ".", ""]
     if results["criterion"]:
         out += ["Engine (criterion medians, `cargo bench --bench engine`, native, bench profile "
                 "= release profile):", "", "| benchmark | median | measured |", "|---|---|---|"]
@@ -586,6 +642,31 @@ def markdown(results: dict) -> str:
             "thread, twice, then on the worker):", "", "```"] + results["configure_log"] + [
             "```", "", MARK_END]
     return "\n".join(out)
+
+
+def dm_markdown(results: dict) -> list[str]:
+    """The dynamic module beside native and our wasm build: ratios, then its targets."""
+    med = results["medians"]
+    rows = results.get("dm_ratios") or []
+    if not rows:
+        return []
+    by = {(r["size"], r["scenario"]): r for r in rows}
+    out = ["", "The dynamic module build (`dm-N`): ratios of requests/s, dm ÷ native, dm ÷ ours "
+           "(the wasm build) and dm ÷ empty wasm filter, with native's own rate at that size:", "",
+           "| origins | " + " | ".join(SCENARIOS) + " |", "|---|" + "---|" * len(SCENARIOS)]
+    for n in SIZES:
+        cells = [f"{by[(n, sc)]['vs_native']:.2f}× / {by[(n, sc)]['vs_ours']:.2f}× / "
+                 f"{by[(n, sc)]['vs_empty']:.2f}× (native {med[f'native-{n}'][sc]['rps']:,.0f}/s)"
+                 for sc in SCENARIOS]
+        out.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    out += ["", "Dynamic module targets (dm ÷ native, requests/s; *bound* as below):", "",
+            "| origins | scenario | baseline | target | measured | | bound |",
+            "|---|---|---|---|---|---|---|"]
+    for t in results.get("dm_targets") or []:
+        out.append(f"| {t['size']:,} | {t['scenario']} | native ({t['baseline_rps']:,.0f}/s) "
+                   f"| ≥ {t['target']:.2f}× | {t['got']:.3f}× "
+                   f"| {'met' if t['met'] else '**not met**'} | " + ratio_cell(t.get("bound")))
+    return out
 
 
 def ratio_cell(ratio: float | None) -> str:
@@ -672,6 +753,7 @@ def main() -> None:
         results = json.loads((BUILD / "results.json").read_text())
         med = results["medians"]
         results["ratios"], results["targets"] = ratio_rows(med), target_rows(med)
+        results["dm_ratios"], results["dm_targets"] = dm_ratio_rows(med), dm_target_rows(med)
         report(results, args)
         return
     if args.rounds < 1 or args.duration < 1:
@@ -690,7 +772,8 @@ def main() -> None:
     spec_calls = wasm_file("SPEC_CALLS_WASM",
                            ROOT / "bench/spec-calls/target/wasm32-wasip1/release/spec_calls.wasm",
                            "run `make bench`, which builds bench/spec-calls")
-    modules = {"ours": ours, "empty": empty, SPEC_CALLS: spec_calls}
+    dm = wasm_file("CORS_NATIVE", ROOT / "dist/libcors_proxy.so", "run `make build`")
+    modules = {"ours": ours, "empty": empty, SPEC_CALLS: spec_calls, "dm": dm}
     BUILD.mkdir(parents=True, exist_ok=True)
 
     admin, upstream, *rest = free_ports(2 + len(VARIANTS))
@@ -755,6 +838,8 @@ def main() -> None:
         "medians": med,
         "ratios": ratio_rows(med),
         "targets": target_rows(med),
+        "dm_ratios": dm_ratio_rows(med),
+        "dm_targets": dm_target_rows(med),
         "runs": {f"{v} / {sc}": rs for (v, sc), rs in runs.items()},
         "criterion": criterion_results(),
         "configure_log": configure_times(BUILD / "envoy.log"),
@@ -770,6 +855,12 @@ def main() -> None:
             native = med[f"native-{n}"][sc]["rps"]
             log(f"{n:>5} origins {sc:<18} ours ÷ native {med[f'ours-{n}'][sc]['rps'] / native:.2f}× "
                 f"(native {native:,.0f} req/s)")
+    for r in results["dm_ratios"]:
+        log(f"{r['size']:>5} origins {r['scenario']:<18} dynamic module ÷ native {r['vs_native']:.2f}×, "
+            f"÷ ours (wasm) {r['vs_ours']:.2f}×")
+    for t in results["dm_targets"]:
+        log(f"dynamic module target {t['size']:>5} {t['scenario']:<18} vs {t['baseline']:<12} "
+            f"≥{t['target']:.2f}×: {t['got']:.2f}× {'met' if t['met'] else 'NOT MET'}")
     if not results["valid"]:
         die(f"other programs used up to {max(foreign):.1%} of a CPU during a round (limit "
             f"{args.max_foreign_cpu:.0%}): the figures are not comparable and no report was "
