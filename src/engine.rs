@@ -7,11 +7,11 @@
 //! [`HeaderEdit`]s. Nothing here allocates per request beyond the values it hands back.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash, Hasher};
 
+use crate::lookup::{EchoedNames, Lowercase};
 use crate::policy::{
-    Config, Mode, NameSet, Policy, UnmatchedPreflights, UpstreamCorsHeaders, PREFLIGHT_VARY,
+    AllowHeadersValue, Config, HeaderValue, Mode, Policy, UnmatchedPreflights, UpstreamCorsHeaders,
+    PREFLIGHT_VARY,
 };
 use crate::routing::Selection;
 
@@ -281,7 +281,8 @@ fn preflight<'a>(
                     Action::Forward(ResponsePlan::VaryOnly { policy: index })
                 }
                 UnmatchedPreflights::Reject => {
-                    let mut headers = vec![(VARY, Cow::Borrowed(policy.preflight_vary.as_bytes()))];
+                    let mut headers =
+                        vec![(VARY, Cow::Borrowed(policy.values.preflight_vary.as_bytes()))];
                     if policy.debug {
                         headers.push((DENY_REASON, Cow::Borrowed(reason.as_str().as_bytes())));
                     }
@@ -310,8 +311,12 @@ fn check_preflight<'a>(
         return Err(DenyReason::Method);
     }
     let allow_headers = match request.acrh {
-        Some(acrh) => Some(check_request_headers(policy, acrh).ok_or(DenyReason::Headers)?),
         None => None,
+        Some(acrh) => match check_request_headers(policy, acrh) {
+            RequestedHeaders::Refused => return Err(DenyReason::Headers),
+            RequestedHeaders::NoNames => None,
+            RequestedHeaders::Allowed(value) => Some(value),
+        },
     };
     let private_network = request.acrpn == Some(b"true".as_slice());
     if private_network && !policy.allow_private_network {
@@ -328,62 +333,55 @@ fn check_preflight<'a>(
     if policy.allow_credentials {
         headers.push((ACAC, Cow::Borrowed(b"true".as_slice())));
     }
-    let methods = match &policy.allow_methods_value {
-        Some(value) => value.as_bytes(),
-        None => method,
-    };
-    // `allow_methods: []` allows only the safelisted methods, which need no header.
-    if !methods.is_empty() {
-        headers.push((ACAM, Cow::Borrowed(methods)));
+    let values = &policy.values;
+    match &values.allow_methods {
+        HeaderValue::Fixed(value) => headers.push((ACAM, Cow::Borrowed(value.as_bytes()))),
+        HeaderValue::Echo => headers.push((ACAM, Cow::Borrowed(method))),
+        HeaderValue::Omit => {}
     }
-    if let Some(value) = allow_headers.filter(|v| !v.is_empty()) {
+    if let Some(value) = allow_headers {
         headers.push((ACAH, value));
     }
-    if let Some(max_age) = &policy.max_age_value {
+    if let HeaderValue::Fixed(max_age) = &values.max_age {
         headers.push((ACMA, Cow::Borrowed(max_age.as_bytes())));
     }
     if private_network {
         headers.push((ACAPN, Cow::Borrowed(b"true".as_slice())));
     }
-    headers.push((VARY, Cow::Borrowed(policy.preflight_vary.as_bytes())));
+    headers.push((VARY, Cow::Borrowed(values.preflight_vary.as_bytes())));
     Ok(headers)
 }
 
-/// Checks every name of `Access-Control-Request-Headers` and returns the
-/// `Access-Control-Allow-Headers` value (empty = send none), or `None` when a name is refused.
-/// Linear in the length of the value, one lower-casing buffer reused for every name.
-fn check_request_headers<'a>(policy: &'a Policy, acrh: &[u8]) -> Option<Cow<'a, [u8]>> {
-    let echo = policy.allow_headers_value.is_none();
+/// What a preflight's `Access-Control-Request-Headers` gets under a policy.
+enum RequestedHeaders<'a> {
+    /// A name is not a token, or not allowed: the preflight is denied.
+    Refused,
+    /// The list holds no name (only commas and spaces): nothing to allow, no header.
+    NoNames,
+    /// Every name is allowed: the reply's `Access-Control-Allow-Headers` value.
+    Allowed(Cow<'a, [u8]>),
+}
+
+/// Checks every name of `Access-Control-Request-Headers`. Linear in the length of the value, one
+/// lower-casing buffer reused for every name.
+fn check_request_headers<'a>(policy: &'a Policy, acrh: &[u8]) -> RequestedHeaders<'a> {
+    let echo = policy.values.allow_headers == AllowHeadersValue::Echo;
     let mut echoed: Vec<u8> = Vec::new();
     let mut seen = EchoedNames::new(acrh);
     let mut authorization_requested = false;
     let mut any_name = false;
-    // Names are lower-cased into `short` (no allocation) or, when longer, into `long`.
-    let mut short = [0u8; 64];
-    let mut long = Vec::new();
+    let mut lowercase = Lowercase::new();
     for element in acrh.split(|&b| b == b',') {
         let name = trim_ows(element);
         if name.is_empty() {
             continue;
         }
         if !crate::policy::token::is_token(name) {
-            return None;
+            return RequestedHeaders::Refused;
         }
-        let lower: &[u8] = match short.get_mut(..name.len()) {
-            Some(buffer) => {
-                for (to, from) in buffer.iter_mut().zip(name) {
-                    *to = from.to_ascii_lowercase();
-                }
-                buffer
-            }
-            None => {
-                long.clear();
-                long.extend(name.iter().map(u8::to_ascii_lowercase));
-                &long
-            }
-        };
+        let lower = lowercase.of(name);
         if !policy.headers.allows(lower) {
-            return None;
+            return RequestedHeaders::Refused;
         }
         any_name = true;
         authorization_requested |= lower == b"authorization";
@@ -395,167 +393,18 @@ fn check_request_headers<'a>(policy: &'a Policy, acrh: &[u8]) -> Option<Cow<'a, 
         }
     }
     if !any_name {
-        return Some(Cow::Borrowed(&[]));
+        return RequestedHeaders::NoNames;
     }
-    Some(
-        match (
-            &policy.allow_headers_value,
-            &policy.allow_headers_with_authorization,
-        ) {
-            (None, _) => Cow::Owned(echoed),
-            (Some(_), Some(with_authorization)) if authorization_requested => {
-                Cow::Borrowed(with_authorization.as_bytes())
-            }
-            (Some(value), _) => Cow::Borrowed(value.as_bytes()),
-        },
-    )
-}
-
-/// The names echoed so far, to drop repeats (compared without ASCII case). The first
-/// [`NameSet::COMPARED_IN_ORDER`] are compared one by one (nothing is hashed or allocated for the
-/// few names a browser sends); past that, they move to a hash set keyed per VM, so a list of
-/// thousands of names costs a few nanoseconds per name, and repeats of one name stay on the
-/// cheap path.
-struct EchoedNames<'a> {
-    /// The whole request header list, to size the hash set once (growing it rehashes).
-    list: &'a [u8],
-    few: Vec<&'a [u8]>,
-    many: Option<HashSet<Caseless<'a>, RequestKeys>>,
-}
-
-impl<'a> EchoedNames<'a> {
-    /// At most this many names are made room for up front (a table of about 0.5 MB, freed with
-    /// the request): about as many distinct names as fit in Envoy's default 60 KiB of request
-    /// headers (a name and its comma take at least 2 bytes, and only ~80 names are 1 byte
-    /// long), while a larger configured limit still costs no larger allocation.
-    const MOST_RESERVED: usize = 16_384;
-
-    fn new(list: &'a [u8]) -> Self {
-        EchoedNames {
-            list,
-            few: Vec::new(),
-            many: None,
-        }
-    }
-
-    /// Adds `name`; false when it was already there.
-    fn insert(&mut self, name: &'a [u8]) -> bool {
-        if let Some(many) = &mut self.many {
-            return many.insert(Caseless(name));
-        }
-        if self.few.iter().any(|seen| seen.eq_ignore_ascii_case(name)) {
-            return false;
-        }
-        if self.few.len() < NameSet::COMPARED_IN_ORDER {
-            self.few.push(name);
-        } else {
-            let elements = self.list.iter().filter(|&&b| b == b',').count() + 1;
-            let mut many = HashSet::with_capacity_and_hasher(
-                elements.min(Self::MOST_RESERVED),
-                RequestKeys::new(),
-            );
-            many.extend(self.few.drain(..).map(Caseless));
-            many.insert(Caseless(name));
-            self.many = Some(many);
-        }
-        true
-    }
-}
-
-/// A request header name, compared and hashed without regard to ASCII case, borrowed from the
-/// request (the echo's de-duplication set allocates nothing per name).
-struct Caseless<'a>(&'a [u8]);
-
-impl PartialEq for Caseless<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.eq_ignore_ascii_case(other.0)
-    }
-}
-
-impl Eq for Caseless<'_> {}
-
-impl Hash for Caseless<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Lower-cased 8 bytes at a time (the last word zero-padded), then the length.
-        for chunk in self.0.chunks(8) {
-            let mut word = [0u8; 8];
-            for (to, from) in word.iter_mut().zip(chunk) {
-                *to = from.to_ascii_lowercase();
-            }
-            state.write_u64(u64::from_le_bytes(word));
-        }
-        state.write_usize(self.0.len());
-    }
-}
-
-/// Hashing for sets filled from request bytes: a folded multiply (the 128-bit product's halves
-/// XORed, as in foldhash) keyed with random keys drawn once per VM. Unlike the policy's
-/// [`crate::policy::KeyHasher`] (for sets filled from configuration), a client cannot plan
-/// collisions without the keys; unlike std's SipHash, it costs a few nanoseconds per name, so a
-/// 60 KB `Access-Control-Request-Headers` of names to echo stays cheap (linear time, bounded work per element).
-#[derive(Clone, Copy)]
-struct RequestKeys {
-    seed: u64,
-    multiplier: u64,
-}
-
-impl RequestKeys {
-    fn new() -> Self {
-        thread_local! {
-            static KEYS: RequestKeys = {
-                let random = std::collections::hash_map::RandomState::new();
-                RequestKeys {
-                    seed: random.hash_one(0x5eed_u64),
-                    // Odd and away from 0: the multiplier is never a weak one.
-                    multiplier: random.hash_one(0x6d75_6c74_u64) | (1 << 63) | 1,
-                }
-            };
-        }
-        KEYS.with(|keys| *keys)
-    }
-}
-
-impl BuildHasher for RequestKeys {
-    type Hasher = RequestHasher;
-
-    fn build_hasher(&self) -> RequestHasher {
-        RequestHasher {
-            state: self.seed,
-            multiplier: self.multiplier,
-        }
-    }
-}
-
-struct RequestHasher {
-    state: u64,
-    multiplier: u64,
-}
-
-fn folded_multiply(a: u64, b: u64) -> u64 {
-    let product = u128::from(a) * u128::from(b);
-    (product as u64) ^ ((product >> 64) as u64)
-}
-
-impl Hasher for RequestHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.state = folded_multiply(self.state ^ word, self.multiplier);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        folded_multiply(self.state, self.multiplier.rotate_left(32))
-    }
+    RequestedHeaders::Allowed(match &policy.values.allow_headers {
+        AllowHeadersValue::Echo => Cow::Owned(echoed),
+        AllowHeadersValue::Wildcard {
+            authorization_listed: true,
+        } if authorization_requested => Cow::Borrowed(b"*, authorization".as_slice()),
+        AllowHeadersValue::Wildcard { .. } => Cow::Borrowed(b"*".as_slice()),
+        AllowHeadersValue::Fixed(value) => Cow::Borrowed(value.as_bytes()),
+        // No name is allowed: any name was refused above.
+        AllowHeadersValue::Omit => return RequestedHeaders::Refused,
+    })
 }
 
 fn trim_ows(bytes: &[u8]) -> &[u8] {
@@ -654,7 +503,7 @@ pub fn response_edits(
                 if policy.allow_credentials {
                     edits.push(HeaderEdit::Set(ACAC, b"true".to_vec()));
                 }
-                if let Some(expose) = &policy.expose_headers_value {
+                if let HeaderValue::Fixed(expose) = &policy.values.expose_headers {
                     edits.push(HeaderEdit::Set(ACEH, expose.as_bytes().to_vec()));
                 }
             }

@@ -11,6 +11,7 @@
 
 pub mod engine;
 pub mod header_map;
+pub mod lookup;
 pub mod policy;
 pub mod routing;
 

@@ -1,7 +1,9 @@
 //! Validation of policy documents (docs/policy.md, *Validation*): table tests of valid and invalid documents, each
 //! invalid one with the exact error lines it must produce, all at once.
 
-use cors_proxy_wasm::policy::{self, Mode, UnmatchedPreflights, UpstreamCorsHeaders};
+use cors_proxy_wasm::policy::{
+    self, AllowHeadersValue, HeaderValue, Mode, UnmatchedPreflights, UpstreamCorsHeaders,
+};
 
 mod fixtures;
 
@@ -414,10 +416,14 @@ fn compiled_fields() {
     .unwrap();
     let policy = &loaded.config.policies[0];
     assert_eq!(policy.name, "default");
-    assert_eq!(policy.allow_methods_value.as_deref(), Some("PUT, GET"));
-    assert_eq!(policy.allow_headers_value.as_deref(), Some("X-One, x-two"));
-    assert_eq!(policy.expose_headers_value.as_deref(), Some("X-Total"));
-    assert_eq!(policy.max_age_value.as_deref(), Some("600"));
+    let fixed = |value: &str| HeaderValue::Fixed(value.to_owned());
+    assert_eq!(policy.values.allow_methods, fixed("PUT, GET"));
+    assert_eq!(
+        policy.values.allow_headers,
+        AllowHeadersValue::Fixed("X-One, x-two".to_owned())
+    );
+    assert_eq!(policy.values.expose_headers, fixed("X-Total"));
+    assert_eq!(policy.values.max_age, fixed("600"));
     assert_eq!(policy.preflight_status, 200);
     assert_eq!(policy.unmatched_preflights, UnmatchedPreflights::Forward);
     assert_eq!(policy.upstream_cors_headers, UpstreamCorsHeaders::Keep);
@@ -426,15 +432,49 @@ fn compiled_fields() {
 
     let defaults = policy::load(r#"{"allow_origins": ["https://a.example.com"]}"#).unwrap();
     let policy = &defaults.config.policies[0];
-    assert_eq!(
-        policy.allow_methods_value.as_deref(),
-        Some("GET, HEAD, POST")
-    );
-    assert_eq!(policy.allow_headers_value.as_deref(), Some(""));
-    assert_eq!(policy.expose_headers_value, None);
-    assert_eq!(policy.max_age_value, None);
+    assert_eq!(policy.values.allow_methods, fixed("GET, HEAD, POST"));
+    assert_eq!(policy.values.allow_headers, AllowHeadersValue::Omit);
+    assert_eq!(policy.values.expose_headers, HeaderValue::Omit);
+    assert_eq!(policy.values.max_age, HeaderValue::Omit);
     assert_eq!(policy.preflight_status, 204);
     assert_eq!(policy.unmatched_preflights, UnmatchedPreflights::Reject);
     assert_eq!(policy.upstream_cors_headers, UpstreamCorsHeaders::Replace);
     assert_eq!(policy.mode, Mode::Enforce);
+}
+
+#[test]
+fn header_values_say_what_each_header_sends() {
+    let value = |document: &str| match policy::load(document) {
+        Ok(loaded) => loaded.config.policies[0].values.clone(),
+        Err(rejected) => panic!("{:?}", rejected.errors),
+    };
+    let credentialed = value(
+        r#"{"allow_origins": ["https://a.example.com"], "allow_credentials": true,
+            "allow_methods": ["*"], "allow_headers": ["*"]}"#,
+    );
+    assert_eq!(credentialed.allow_methods, HeaderValue::Echo);
+    assert_eq!(credentialed.allow_headers, AllowHeadersValue::Echo);
+
+    let wildcard = value(
+        r#"{"allow_origins": ["https://a.example.com"], "allow_methods": ["*"],
+            "allow_headers": ["*", "Authorization"]}"#,
+    );
+    assert_eq!(wildcard.allow_methods, HeaderValue::Fixed("*".to_owned()));
+    assert_eq!(
+        wildcard.allow_headers,
+        AllowHeadersValue::Wildcard {
+            authorization_listed: true
+        }
+    );
+    let wildcard = value(r#"{"allow_origins": ["https://a.example.com"], "allow_headers": ["*"]}"#);
+    assert_eq!(
+        wildcard.allow_headers,
+        AllowHeadersValue::Wildcard {
+            authorization_listed: false
+        }
+    );
+
+    let none = value(r#"{"allow_origins": ["https://a.example.com"], "allow_methods": []}"#);
+    assert_eq!(none.allow_methods, HeaderValue::Omit);
+    assert_eq!(none.preflight_vary, policy::PREFLIGHT_VARY);
 }

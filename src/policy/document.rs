@@ -12,8 +12,9 @@ use super::json::{self, field_path};
 use super::origin::{self, OriginMatcher, OriginPattern};
 use super::token;
 use super::{
-    AllowedHeaders, AllowedMethods, Config, HostPattern, Loaded, Mode, Policy, Problem, Rejected,
-    ResourceName, Rule, UnmatchedPreflights, UpstreamCorsHeaders,
+    AllowHeadersValue, AllowedHeaders, AllowedMethods, Config, HeaderValue, HeaderValues,
+    HostPattern, Loaded, Mode, Policy, Problem, Rejected, ResourceName, Rule, UnmatchedPreflights,
+    UpstreamCorsHeaders,
 };
 
 const POLICY_FIELDS: [&str; 14] = [
@@ -485,30 +486,47 @@ impl Walker {
         let any_origin = origins.allows_any();
         let (methods_any, method_list) = methods;
         let (headers_any, header_list) = headers;
-        let allow_methods_value = if methods_any {
-            (!credentials).then(|| "*".to_owned())
-        } else {
-            Some(method_list.join(", "))
-        };
-        let authorization_listed = header_list
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case("authorization"));
-        let (allow_headers_value, allow_headers_with_authorization) = if headers_any {
+        let allow_methods = if methods_any {
             if credentials {
-                (None, None)
+                HeaderValue::Echo
             } else {
-                (
-                    Some("*".to_owned()),
-                    authorization_listed.then(|| "*, authorization".to_owned()),
-                )
+                HeaderValue::Fixed("*".to_owned())
             }
+        } else if method_list.is_empty() {
+            HeaderValue::Omit
         } else {
-            (Some(header_list.join(", ")), None)
+            HeaderValue::Fixed(method_list.join(", "))
+        };
+        let allow_headers = if headers_any {
+            if credentials {
+                AllowHeadersValue::Echo
+            } else {
+                AllowHeadersValue::Wildcard {
+                    authorization_listed: header_list
+                        .iter()
+                        .any(|h| h.eq_ignore_ascii_case("authorization")),
+                }
+            }
+        } else if header_list.is_empty() {
+            AllowHeadersValue::Omit
+        } else {
+            AllowHeadersValue::Fixed(header_list.join(", "))
         };
         let preflight_vary = if allow_private_network {
             super::PREFLIGHT_VARY_PRIVATE_NETWORK
         } else {
             super::PREFLIGHT_VARY
+        };
+        let values = HeaderValues {
+            allow_methods,
+            allow_headers,
+            expose_headers: if expose.is_empty() {
+                HeaderValue::Omit
+            } else {
+                HeaderValue::Fixed(expose.join(", "))
+            },
+            max_age: max_age.map_or(HeaderValue::Omit, |n| HeaderValue::Fixed(n.to_string())),
+            preflight_vary,
         };
         Some(Policy {
             name: name.to_owned(),
@@ -533,12 +551,7 @@ impl Walker {
             upstream_cors_headers,
             mode,
             debug,
-            allow_methods_value,
-            allow_headers_value,
-            allow_headers_with_authorization,
-            expose_headers_value: (!expose.is_empty()).then(|| expose.join(", ")),
-            max_age_value: max_age.map(|n| n.to_string()),
-            preflight_vary,
+            values,
         })
     }
 

@@ -6,61 +6,12 @@ mod json;
 pub mod origin;
 pub mod token;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::lookup::NameSet;
 pub use document::load;
 use origin::OriginMatcher;
-
-/// The hasher of the request-path lookup sets (origins, methods, header names): a word at a time,
-/// with a final avalanche, several times cheaper than the default SipHash on short keys. Those
-/// sets are filled from the configuration only, never from requests, so resistance to hash
-/// flooding is not needed: a request can only look up, and the worst lookup is bounded by the
-/// table the configuration built.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            h = (h ^ u64::from_le_bytes(word))
-                .wrapping_mul(K)
-                .rotate_left(29);
-        }
-        let rest = chunks.remainder();
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59))
-            .wrapping_mul(K)
-            .rotate_left(29);
-        self.0 = h;
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        // murmur3's fmix64: every input bit reaches the low bits hashbrown indexes with.
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
-
-/// A set of byte strings looked up per request (see [`KeyHasher`]).
-pub type KeySet = HashSet<Box<[u8]>, BuildHasherDefault<KeyHasher>>;
-/// A map from byte strings looked up per request (see [`KeyHasher`]).
-pub type KeyMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<KeyHasher>>;
 
 /// `Vary` of every preflight reply: the answer depends on all three request headers.
 pub const PREFLIGHT_VARY: &str =
@@ -117,38 +68,6 @@ pub enum Mode {
     Report,
 }
 
-/// The allowed methods or header names of a policy, looked up once per element of a request
-/// header list. Up to [`NameSet::COMPARED_IN_ORDER`] names are compared one by one, which costs
-/// less than hashing the looked-up name (policies list a handful); longer lists are hashed.
-#[derive(Debug)]
-pub enum NameSet {
-    Few(Vec<Box<[u8]>>),
-    Many(KeySet),
-}
-
-impl NameSet {
-    pub const COMPARED_IN_ORDER: usize = 8;
-
-    pub fn contains(&self, name: &[u8]) -> bool {
-        match self {
-            NameSet::Few(names) => names.iter().any(|listed| **listed == *name),
-            NameSet::Many(names) => names.contains(name),
-        }
-    }
-}
-
-impl FromIterator<Box<[u8]>> for NameSet {
-    /// Duplicates are dropped.
-    fn from_iter<I: IntoIterator<Item = Box<[u8]>>>(names: I) -> Self {
-        let set: KeySet = names.into_iter().collect();
-        if set.len() <= Self::COMPARED_IN_ORDER {
-            NameSet::Few(set.into_iter().collect())
-        } else {
-            NameSet::Many(set)
-        }
-    }
-}
-
 /// The `allow_methods` of a policy.
 #[derive(Debug)]
 pub struct AllowedMethods {
@@ -186,6 +105,47 @@ impl AllowedHeaders {
     }
 }
 
+/// What one response header of a policy says, decided when the policy is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderValue {
+    /// Always this value.
+    Fixed(String),
+    /// The request's own: the method a preflight asks for (`allow_methods: ["*"]` with
+    /// credentials, where browsers do not accept `*`).
+    Echo,
+    /// No header.
+    Omit,
+}
+
+/// What `Access-Control-Allow-Headers` says on an allowed preflight, decided at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowHeadersValue {
+    /// The listed names.
+    Fixed(String),
+    /// `*` (any name but `authorization`, which the wildcard never covers). When `authorization`
+    /// is listed too, a preflight asking for it gets `*, authorization`.
+    Wildcard { authorization_listed: bool },
+    /// The names the preflight asks for, lower case, each once (`*` with credentials).
+    Echo,
+    /// No header (no names allowed).
+    Omit,
+}
+
+/// The values of a policy's response headers, precomputed so that a request only picks one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderValues {
+    /// `Access-Control-Allow-Methods` of an allowed preflight (never [`HeaderValue::Omit`] unless
+    /// `allow_methods: []`: the safelisted methods need no header).
+    pub allow_methods: HeaderValue,
+    pub allow_headers: AllowHeadersValue,
+    /// `Access-Control-Expose-Headers` of an allowed actual response (fixed or omitted).
+    pub expose_headers: HeaderValue,
+    /// `Access-Control-Max-Age` of an allowed preflight (fixed or omitted).
+    pub max_age: HeaderValue,
+    /// `Vary` of preflight replies.
+    pub preflight_vary: &'static str,
+}
+
 /// One compiled policy, with every response header value it can send precomputed.
 #[derive(Debug)]
 pub struct Policy {
@@ -200,18 +160,8 @@ pub struct Policy {
     pub upstream_cors_headers: UpstreamCorsHeaders,
     pub mode: Mode,
     pub debug: bool,
-    /// `Access-Control-Allow-Methods` of a successful preflight; `None` = echo the requested
-    /// method (`*` with credentials).
-    pub allow_methods_value: Option<String>,
-    /// `Access-Control-Allow-Headers` of a successful preflight; `None` = echo the requested
-    /// names (`*` with credentials). An empty string means the header is not sent.
-    pub allow_headers_value: Option<String>,
-    /// The same with `, authorization` appended, for `*` + `authorization` when it was requested.
-    pub allow_headers_with_authorization: Option<String>,
-    pub expose_headers_value: Option<String>,
-    pub max_age_value: Option<String>,
-    /// `Vary` of preflight replies.
-    pub preflight_vary: &'static str,
+    /// What each response header says, decided at load.
+    pub values: HeaderValues,
     /// Whether actual responses depend on the origin (all but any-origin without credentials).
     pub vary_on_origin: bool,
 }
@@ -314,41 +264,5 @@ pub struct Config {
 impl Config {
     pub fn policy(&self, index: usize) -> Option<&Policy> {
         self.policies.get(index)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::hash::BuildHasher;
-
-    #[test]
-    fn key_hasher_separates_similar_keys_and_sets_find_exactly_their_members() {
-        let keys: Vec<Box<[u8]>> = (0..10_000)
-            .map(|i| {
-                format!("https://app-{i:05}.example.com")
-                    .into_bytes()
-                    .into()
-            })
-            .collect();
-        let build = BuildHasherDefault::<KeyHasher>::default();
-        let hashes: HashSet<u64> = keys.iter().map(|k| build.hash_one(k)).collect();
-        assert_eq!(hashes.len(), keys.len());
-        // The low 14 bits (what a 16k-bucket table indexes with) are spread too.
-        let low: HashSet<u64> = hashes.iter().map(|h| h & 0x3fff).collect();
-        assert!(low.len() > 5_000, "{} distinct low-bit patterns", low.len());
-
-        let set: KeySet = keys.iter().cloned().collect();
-        assert!(keys.iter().all(|k| set.contains(k.as_ref())));
-        for absent in [
-            &b"https://app-10000.example.com"[..],
-            b"https://app-0000.example.com",
-            b"",
-            b"https://app-00001.example.co",
-        ] {
-            assert!(!set.contains(absent));
-        }
-        // Same bytes, different split into `write` calls of a slice: the length prefix differs.
-        assert_ne!(build.hash_one(&b"ab"[..]), build.hash_one(&b"abc"[..]));
     }
 }

@@ -5,7 +5,7 @@
 //! subdomain wildcards are looked up by host suffix, port wildcards by `scheme://host`; only regexes
 //! are tried one by one.
 
-use super::{KeyMap, KeySet};
+use crate::lookup::{KeyMap, KeySet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Longest host name we try wildcard lookups for (DNS limit); longer hosts only match exactly.
