@@ -942,6 +942,48 @@ fn report_mode_changes_nothing_but_counts() {
 
 /// Counters under `prefix` are exactly `expected` (others zero or absent).
 #[track_caller]
+/// One debug line per decision once Envoy's logger for the build is raised to debug at run time
+/// (`wasm` or `dynamic_modules`), none before: the same text from both builds.
+fn debug_lines_follow_the_run_time_log_level() {
+    let envoy = start(json!({ "allow_origins": [ORIGIN] }));
+    let line = "cors: policy=default preflight origin=\"https://evil.example\" denied (origin)";
+    envoy
+        .send(&Req::preflight("/", EVIL, "PUT"))
+        .assert_status(403);
+    let before = envoy.log_containing("policy loaded", Duration::from_secs(2));
+    assert!(
+        !before.contains(line),
+        "a debug line at info level:\n{before}"
+    );
+
+    let logger = envoy.build.logger();
+    let r = Req::new("POST", &format!("/logging?{logger}=debug")).send(envoy.admin_port);
+    r.assert_status(200);
+    // The wasm build reads the level on its next tick (every 500 ms): ask until it shows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut log = String::new();
+    while std::time::Instant::now() < deadline && !log.contains(line) {
+        envoy
+            .send(&Req::preflight("/", EVIL, "PUT"))
+            .assert_status(403);
+        log = envoy.log_containing(line, Duration::from_millis(400));
+    }
+    let debug = log
+        .lines()
+        .find(|l| l.contains(line))
+        .unwrap_or_else(|| panic!("no debug line {line:?}:\n{log}"));
+    assert!(debug.contains(&format!("[debug][{logger}]")), "{debug}");
+    // Allowed requests of a policy without `debug` are not described.
+    envoy
+        .send(&Req::preflight("/", ORIGIN, "GET"))
+        .assert_status(204);
+    let log = envoy.log_containing("never", Duration::from_millis(400));
+    assert!(
+        !log.contains("preflight origin=\"https://app.example.com\""),
+        "{log}"
+    );
+}
+
 fn assert_counters(stats: &BTreeMap<String, u64>, prefix: &str, expected: &[(&str, u64)]) {
     let got: BTreeMap<&str, u64> = stats
         .iter()
@@ -1453,6 +1495,7 @@ for_each_build! {
     jwt_authn_401_carries_cors_headers,
     report_mode_changes_nothing_but_counts,
     metrics_exact_names_and_counts,
+    debug_lines_follow_the_run_time_log_level,
     hostile_header_bytes_do_not_break_the_filter,
     repeated_headers,
     bad_policy_refused_at_startup_with_every_error,

@@ -12,11 +12,14 @@
 //!
 //! `envoy --mode validate` of every Envoy config under `envoy/` (it runs the filter's
 //! `on_configure`, so a bad embedded policy fails it) is `e2e_envoy::shipped_envoy_configs_validate`.
-//! Needs `ENVOY_BIN` and `CORS_WASM` (`make test`); fails loudly without them.
+//! - The dynamic module imports exactly the callbacks the end-to-end suite exercises, all of which
+//!   the Envoy binary exports, and exports exactly the hooks that Envoy looks up.
+//!
+//! Needs `ENVOY_BIN`, `CORS_WASM` and `CORS_NATIVE` (`make test`); fails loudly without them.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -1128,4 +1131,118 @@ fn docs_oci_example_pins_the_manifest_it_prints() {
             "{page}: the WasmPlugin pin is not the printed manifest"
         );
     }
+}
+
+/// Dynamic symbols of an ELF file (`nm -D`): `defined` or undefined ones, those starting with
+/// `prefix`.
+fn dynamic_symbols(file: &Path, defined: bool, prefix: &str) -> BTreeSet<String> {
+    let which = if defined {
+        "--defined-only"
+    } else {
+        "--undefined-only"
+    };
+    let out = Command::new("nm")
+        .args(["-D", which])
+        .arg(file)
+        .output()
+        .expect("run nm (binutils)");
+    assert!(out.status.success(), "nm -D {}: {out:?}", file.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|s| s.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The dynamic module against the Envoy binary it is built for. Envoy resolves names only, so:
+/// - every callback the module imports is one Envoy exports, and the list is exactly the one
+///   below, each exercised end to end by the named real-Envoy tests (`native::`), since a
+///   changed signature would not be caught at load;
+/// - the module exports every HTTP filter hook this Envoy looks up (`strings` of the binary),
+///   except the per-route config pair it does not use, and nothing else.
+#[test]
+fn dynamic_module_symbols_match_the_envoy_it_is_built_for() {
+    let module = support::cors_native();
+    let envoy = support::envoy_bin();
+    let exercised: BTreeMap<&str, &str> = BTreeMap::from([
+        (
+            "envoy_dynamic_module_callback_log",
+            "policy loaded / invalid policy lines in e2e_envoy, e2e_hostile, e2e_reload",
+        ),
+        (
+            "envoy_dynamic_module_callback_log_enabled",
+            "before every logged line (policy loaded, invalid policy)",
+        ),
+        (
+            "envoy_dynamic_module_callback_http_filter_config_define_counter",
+            "metrics_exact_names_and_counts",
+        ),
+        (
+            "envoy_dynamic_module_callback_http_filter_increment_counter",
+            "metrics_exact_names_and_counts",
+        ),
+        (
+            "envoy_dynamic_module_callback_http_get_header",
+            "every preflight and actual request test",
+        ),
+        (
+            "envoy_dynamic_module_callback_http_get_headers_size",
+            "vary_merged_with_upstream_vary",
+        ),
+        (
+            "envoy_dynamic_module_callback_http_get_headers",
+            "vary_merged_across_repeated_upstream_vary_lines",
+        ),
+        (
+            "envoy_dynamic_module_callback_http_set_header",
+            "upstream_cors_headers_replaced (sets and removes)",
+        ),
+        (
+            "envoy_dynamic_module_callback_http_send_response",
+            "preflight_allowed_sends_every_header",
+        ),
+        (
+            "envoy_dynamic_module_callback_http_get_metadata_string",
+            "route_metadata_selects_policy",
+        ),
+        (
+            "envoy_dynamic_module_callback_http_filter_get_attribute_string",
+            "rules_select_policy (route and virtual host)",
+        ),
+    ]);
+    let imported = dynamic_symbols(&module, false, "envoy_dynamic_module_callback_");
+    assert_eq!(
+        imported,
+        exercised
+            .keys()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>(),
+        "the module's callbacks changed: name the end-to-end test that exercises each new one"
+    );
+    let provided = dynamic_symbols(&envoy, true, "envoy_dynamic_module_callback_");
+    let missing: Vec<&String> = imported.difference(&provided).collect();
+    assert!(missing.is_empty(), "Envoy does not export {missing:?}");
+
+    let out = Command::new("strings")
+        .arg("-a")
+        .arg(&envoy)
+        .output()
+        .expect("run strings (binutils)");
+    let looked_up: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            l.starts_with("envoy_dynamic_module_on_http_filter")
+                && l.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+        .filter(|l| !l.starts_with("envoy_dynamic_module_on_http_filter_per_route_config_"))
+        .chain(["envoy_dynamic_module_on_program_init"])
+        .map(str::to_owned)
+        .collect();
+    assert!(looked_up.len() > 20, "{looked_up:?}");
+    let exported = dynamic_symbols(&module, true, "envoy_dynamic_module_on_");
+    assert_eq!(
+        exported, looked_up,
+        "hooks exported vs hooks Envoy looks up"
+    );
 }

@@ -242,3 +242,10 @@ impl Filter {
         engine::apply_edits(&edits, &mut HostResponse(host));
     }
 }
+
+// Envoy shares one configuration between its worker threads: the state must be `Send + Sync`
+// (the hooks hand it over as a raw pointer, which the compiler cannot check there).
+const _: fn() = || {
+    fn shared_between_workers<T: Send + Sync>() {}
+    shared_between_workers::<State>();
+};

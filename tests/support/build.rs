@@ -59,6 +59,14 @@ impl Build {
         }
     }
 
+    /// Envoy's logger that our log lines go to (`POST /logging?<logger>=debug` raises it).
+    pub fn logger(self) -> &'static str {
+        match self {
+            Build::Wasm => "wasm",
+            Build::Native => "dynamic_modules",
+        }
+    }
+
     /// Our HTTP filter's entry in `http_filters`, with this policy document.
     pub fn filter(self, policy: &str) -> Value {
         match self {
