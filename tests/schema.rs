@@ -252,3 +252,22 @@ fn zero_fraction_floats_are_integers_for_schema_and_engine() {
     };
     assert_eq!(errors, ["max_age: expected an integer, got 600.5"]);
 }
+
+/// The committed schema is exactly what `cors-policy schema` prints (generated from the policy
+/// field declarations): after changing a field, run
+/// `cargo run --bin cors-policy -- schema > schema/policy.schema.json`.
+#[test]
+fn the_committed_schema_is_what_the_cli_prints() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cors-policy"))
+        .arg("schema")
+        .output()
+        .expect("run cors-policy schema");
+    assert_eq!(out.status.code(), Some(0));
+    let printed = String::from_utf8(out.stdout).expect("UTF-8 schema");
+    let committed = read(&root().join("schema/policy.schema.json"));
+    assert!(
+        printed == committed,
+        "schema/policy.schema.json differs from `cors-policy schema`; regenerate it with \
+         `cargo run --bin cors-policy -- schema > schema/policy.schema.json`"
+    );
+}

@@ -20,6 +20,7 @@ use serde_json::Value;
 const USAGE: &str = "\
 usage:
   cors-policy check FILE
+  cors-policy schema
   cors-policy explain FILE [--origin ORIGIN] [--method METHOD] [--header NAME]...
                       [--preflight] [--private-network]
                       [--route NAME] [--vhost NAME] [--host HOST[:PORT]] [--path PATH]
@@ -31,6 +32,8 @@ the policy document.
 
 check    prints every problem as `path: message` (warnings prefixed `warning: `);
          exit 0 = valid, 1 = invalid, 2 = usage or I/O error.
+schema   prints the JSON Schema of the policy document (schema/policy.schema.json is its
+         output), generated from the same field declarations as the validation.
 explain  prints the policy chosen for the request and why, the filter's decision, and the exact
          status and headers it produces: for a preflight (--preflight; --method is then the
          Access-Control-Request-Method and --header the Access-Control-Request-Headers names)
@@ -71,6 +74,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("check") => check(&args[1..], &mut out),
         Some("explain") => explain(&args[1..], &mut out),
+        Some("schema") if args.len() == 1 => {
+            out.push_str(&policy::schema::json_schema());
+            Ok(true)
+        }
+        Some("schema") => Err(usage_error("schema takes no arguments".to_owned())),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

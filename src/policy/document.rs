@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use super::fields::{self, Choice, Field, Kind};
 use super::json::{self, field_path};
 use super::origin::{self, OriginMatcher, OriginPattern};
 use super::token;
@@ -17,22 +18,6 @@ use super::{
     UpstreamCorsHeaders,
 };
 
-const POLICY_FIELDS: [&str; 14] = [
-    "allow_origins",
-    "allow_origin_regexes",
-    "allow_methods",
-    "allow_headers",
-    "expose_headers",
-    "allow_credentials",
-    "max_age",
-    "allow_private_network",
-    "unmatched_preflights",
-    "preflight_status",
-    "upstream_cors_headers",
-    "mode",
-    "debug",
-    "dangerously_allow_insecure_origins",
-];
 const FULL_FORM_FIELDS: [&str; 3] = ["default", "policies", "rules"];
 const MATCH_FIELDS: [&str; 6] = [
     "route",
@@ -42,7 +27,6 @@ const MATCH_FIELDS: [&str; 6] = [
     "virtual_service",
     "http_route",
 ];
-const MAX_AGE_LIMIT: i64 = 86_400;
 /// Origins that a regex must not match when credentials are on (it would admit any origin).
 const CREDENTIALED_REGEX_PROBES: [&str; 3] =
     ["https://evil.invalid", "http://evil.invalid", "null"];
@@ -115,7 +99,7 @@ fn policy_path(name: &str) -> String {
     }
 }
 
-/// A policy field after type checks, before compilation.
+/// A policy object being checked, and where its fields are in the document.
 struct PolicyFields<'a> {
     map: &'a Map<String, Value>,
     prefix: &'a str,
@@ -179,7 +163,7 @@ impl Walker {
     fn full_form(&mut self, map: &Map<String, Value>) -> Option<Config> {
         for key in map.keys() {
             if !FULL_FORM_FIELDS.contains(&key.as_str()) {
-                let hint = if POLICY_FIELDS.contains(&key.as_str()) {
+                let hint = if fields::is_policy_field(key) {
                     "; in a document with default/policies/rules, policy fields go under default or policies.<name>"
                 } else {
                     ""
@@ -401,177 +385,100 @@ impl Walker {
         }
     }
 
+    /// A policy object: validated into its checked fields, then compiled.
     fn policy(&mut self, map: &Map<String, Value>, prefix: &str, name: &str) -> Option<Policy> {
         let before = self.errors.len();
-        let fields = PolicyFields { map, prefix };
-        for key in map.keys() {
-            if !POLICY_FIELDS.contains(&key.as_str()) {
+        let checked = self.check_policy(&PolicyFields { map, prefix });
+        (self.errors.len() == before).then(|| compile(checked, name))
+    }
+
+    /// Every check of one policy object, errors reported in the order of the golden files:
+    /// unknown fields, booleans, origins, methods and headers, numbers, choices. The result is
+    /// meaningful only when no error was reported.
+    fn check_policy(&mut self, fields: &PolicyFields) -> CheckedPolicy {
+        for key in fields.map.keys() {
+            if !fields::is_policy_field(key) {
                 self.error(fields.path(key), "unknown field");
             }
         }
-        let credentials = self.boolean(&fields, "allow_credentials").unwrap_or(false);
-        let insecure_ok = self
-            .boolean(&fields, "dangerously_allow_insecure_origins")
-            .unwrap_or(false);
-        let allow_private_network = self
-            .boolean(&fields, "allow_private_network")
-            .unwrap_or(false);
-        let debug = self.boolean(&fields, "debug").unwrap_or(false);
+        let credentials = self.boolean(fields, &fields::ALLOW_CREDENTIALS);
+        let insecure_ok = self.boolean(fields, &fields::DANGEROUSLY_ALLOW_INSECURE_ORIGINS);
+        let allow_private_network = self.boolean(fields, &fields::ALLOW_PRIVATE_NETWORK);
+        let debug = self.boolean(fields, &fields::DEBUG);
 
-        let origin_texts = self.string_list(&fields, "allow_origins");
-        let regex_texts = self.string_list(&fields, "allow_origin_regexes");
-        let has_regexes = regex_texts.as_ref().is_some_and(|r| !r.is_empty());
-        match (&origin_texts, fields.get("allow_origins")) {
+        let origin_texts = self.string_list(fields, &fields::ALLOW_ORIGINS);
+        let regex_texts = self.string_list(fields, &fields::ALLOW_ORIGIN_REGEXES);
+        let has_regexes = regex_texts.as_ref().is_some_and(|r| r.len > 0);
+        let allow_origins = fields::ALLOW_ORIGINS.name;
+        match (&origin_texts, fields.get(allow_origins)) {
             (_, None) => self.error(
-                fields.path("allow_origins"),
+                fields.path(allow_origins),
                 if has_regexes {
                     "missing field allow_origins (required; give [] when allow_origin_regexes lists every allowed origin)"
                 } else {
                     "missing field allow_origins"
                 },
             ),
-            (Some(list), Some(_)) if list.is_empty() && !has_regexes => self.error(
-                fields.path("allow_origins"),
+            (Some(list), Some(_)) if list.len == 0 && !has_regexes => self.error(
+                fields.path(allow_origins),
                 "must not be empty unless allow_origin_regexes is given",
             ),
             _ => {}
         }
-        let patterns = self.origins(
-            &fields,
-            origin_texts.unwrap_or_default(),
-            credentials,
-            insecure_ok,
-        );
-        let regexes = self.regexes(&fields, regex_texts.unwrap_or_default(), credentials);
+        let origins = self.origins(fields, origin_texts, credentials, insecure_ok);
+        let regexes = self.regexes(fields, regex_texts, credentials);
 
-        let methods = self.methods(&fields);
-        let headers = self.allow_headers(&fields);
-        let expose = self.expose_headers(&fields, credentials);
-        let max_age = self.integer(&fields, "max_age", 0, MAX_AGE_LIMIT);
-        let preflight_status = self
-            .integer(&fields, "preflight_status", 200, 299)
-            .unwrap_or(204);
-        let unmatched_preflights = self
-            .choice(&fields, "unmatched_preflights", &["reject", "forward"])
-            .map_or(UnmatchedPreflights::Reject, |i| {
-                if i == 0 {
-                    UnmatchedPreflights::Reject
-                } else {
-                    UnmatchedPreflights::Forward
-                }
-            });
-        let upstream_cors_headers = self
-            .choice(&fields, "upstream_cors_headers", &["replace", "keep"])
-            .map_or(UpstreamCorsHeaders::Replace, |i| {
-                if i == 0 {
-                    UpstreamCorsHeaders::Replace
-                } else {
-                    UpstreamCorsHeaders::Keep
-                }
-            });
-        let mode =
-            self.choice(&fields, "mode", &["enforce", "report"])
-                .map_or(Mode::Enforce, |i| {
-                    if i == 0 {
-                        Mode::Enforce
-                    } else {
-                        Mode::Report
-                    }
-                });
-
-        if self.errors.len() != before {
-            return None;
-        }
-        let origins = OriginMatcher::new(&patterns, regexes);
-        let any_origin = origins.allows_any();
-        let (methods_any, method_list) = methods;
-        let (headers_any, header_list) = headers;
-        let allow_methods = if methods_any {
-            if credentials {
-                HeaderValue::Echo
-            } else {
-                HeaderValue::Fixed("*".to_owned())
-            }
-        } else if method_list.is_empty() {
-            HeaderValue::Omit
-        } else {
-            HeaderValue::Fixed(method_list.join(", "))
-        };
-        let allow_headers = if headers_any {
-            if credentials {
-                AllowHeadersValue::Echo
-            } else {
-                AllowHeadersValue::Wildcard {
-                    authorization_listed: header_list
-                        .iter()
-                        .any(|h| h.eq_ignore_ascii_case("authorization")),
-                }
-            }
-        } else if header_list.is_empty() {
-            AllowHeadersValue::Omit
-        } else {
-            AllowHeadersValue::Fixed(header_list.join(", "))
-        };
-        let preflight_vary = if allow_private_network {
-            super::PREFLIGHT_VARY_PRIVATE_NETWORK
-        } else {
-            super::PREFLIGHT_VARY
-        };
-        let values = HeaderValues {
-            allow_methods,
-            allow_headers,
-            expose_headers: if expose.is_empty() {
-                HeaderValue::Omit
-            } else {
-                HeaderValue::Fixed(expose.join(", "))
-            },
-            max_age: max_age.map_or(HeaderValue::Omit, |n| HeaderValue::Fixed(n.to_string())),
-            preflight_vary,
-        };
-        Some(Policy {
-            name: name.to_owned(),
-            vary_on_origin: !any_origin || credentials,
+        let methods = self.methods(fields);
+        let headers = self.allow_headers(fields);
+        let expose_headers = self.expose_headers(fields, credentials);
+        let max_age = self.integer(fields, &fields::MAX_AGE);
+        let preflight_status = self.integer(fields, &fields::PREFLIGHT_STATUS);
+        CheckedPolicy {
             origins,
-            methods: AllowedMethods {
-                any: methods_any,
-                listed: method_list.iter().map(|m| m.as_bytes().into()).collect(),
-            },
-            headers: AllowedHeaders {
-                any: headers_any,
-                longest: header_list.iter().map(String::len).max().unwrap_or(0),
-                listed: header_list
-                    .iter()
-                    .map(|h| h.to_ascii_lowercase().into_bytes().into())
-                    .collect(),
-            },
+            regexes,
+            methods,
+            headers,
+            expose_headers,
             allow_credentials: credentials,
+            max_age: max_age.and_then(|n| u32::try_from(n).ok()),
             allow_private_network,
-            unmatched_preflights,
-            preflight_status: u16::try_from(preflight_status).unwrap_or(204),
-            upstream_cors_headers,
-            mode,
+            unmatched_preflights: self.choice(fields, &fields::UNMATCHED_PREFLIGHTS),
+            preflight_status: preflight_status
+                .and_then(|n| u16::try_from(n).ok())
+                .unwrap_or(204),
+            upstream_cors_headers: self.choice(fields, &fields::UPSTREAM_CORS_HEADERS),
+            mode: self.choice(fields, &fields::MODE),
             debug,
-            values,
-        })
+        }
     }
 
-    fn boolean(&mut self, fields: &PolicyFields, field: &str) -> Option<bool> {
-        match fields.get(field)? {
-            Value::Bool(b) => Some(*b),
-            other => {
+    /// A boolean field; its declared default when absent (or wrong, which is reported).
+    fn boolean(&mut self, fields: &PolicyFields, field: &Field) -> bool {
+        let Kind::Bool { default } = field.kind else {
+            return false;
+        };
+        match fields.get(field.name) {
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
                 self.error(
-                    fields.path(field),
+                    fields.path(field.name),
                     format!("expected true or false, got {}", kind(other)),
                 );
-                None
+                default
             }
         }
     }
 
-    /// An integer in `min..=max`; a float with a zero fraction (`600.0`, as Istio's YAML may send)
-    /// counts as an integer.
-    fn integer(&mut self, fields: &PolicyFields, field: &str, min: i64, max: i64) -> Option<i64> {
-        let value = fields.get(field)?;
+    /// An integer field in its declared range, or its declared default (`None`: absent, off). A
+    /// float with a zero fraction (`600.0`, as Istio's YAML may send) counts as an integer.
+    fn integer(&mut self, fields: &PolicyFields, field: &Field) -> Option<i64> {
+        let Kind::Integer { min, max, default } = field.kind else {
+            return None;
+        };
+        let Some(value) = fields.get(field.name) else {
+            return default;
+        };
         // A whole number too large for i64 (or a float beyond exact integers) is out of range.
         let (number, whole) = match value {
             Value::Number(n) => match n.as_i64() {
@@ -590,20 +497,15 @@ impl Walker {
             },
             _ => (None, false),
         };
+        let path = fields.path(field.name);
         match number {
             Some(n) if (min..=max).contains(&n) => Some(n),
             Some(n) => {
-                self.error(
-                    fields.path(field),
-                    format!("{n} is out of range {min}..={max}"),
-                );
+                self.error(path, format!("{n} is out of range {min}..={max}"));
                 None
             }
             None if whole => {
-                self.error(
-                    fields.path(field),
-                    format!("{value} is out of range {min}..={max}"),
-                );
+                self.error(path, format!("{value} is out of range {min}..={max}"));
                 None
             }
             None => {
@@ -611,83 +513,85 @@ impl Walker {
                     Value::Number(n) => n.to_string(),
                     other => kind(other).to_owned(),
                 };
-                self.error(
-                    fields.path(field),
-                    format!("expected an integer, got {got}"),
-                );
+                self.error(path, format!("expected an integer, got {got}"));
                 None
             }
         }
     }
 
-    fn choice(&mut self, fields: &PolicyFields, field: &str, options: &[&str]) -> Option<usize> {
-        let value = fields.get(field)?;
+    /// A choice field as its typed value; the first option when absent (or wrong, reported).
+    fn choice<T: Choice>(&mut self, fields: &PolicyFields, field: &Field) -> T {
+        let Kind::Choice { options } = field.kind else {
+            return T::VALUES[0];
+        };
+        let Some(value) = fields.get(field.name) else {
+            return T::VALUES[0];
+        };
         let expected = options
             .iter()
             .map(|o| quoted(o))
             .collect::<Vec<_>>()
             .join(" or ");
         match value {
-            Value::String(text) => match options.iter().position(|o| o == text) {
-                Some(i) => Some(i),
-                None => {
-                    self.error(
-                        fields.path(field),
-                        format!("{}: expected {expected}", quoted(text)),
-                    );
-                    None
+            Value::String(text) => {
+                if let Some(&typed) = options
+                    .iter()
+                    .position(|o| o == text)
+                    .and_then(|i| T::VALUES.get(i))
+                {
+                    return typed;
                 }
-            },
-            other => {
                 self.error(
-                    fields.path(field),
-                    format!("expected {expected}, got {}", kind(other)),
+                    fields.path(field.name),
+                    format!("{}: expected {expected}", quoted(text)),
                 );
-                None
             }
+            other => self.error(
+                fields.path(field.name),
+                format!("expected {expected}, got {}", kind(other)),
+            ),
         }
+        T::VALUES[0]
     }
 
-    /// A list of strings; `None` when absent or of the wrong type (reported).
-    fn string_list(&mut self, fields: &PolicyFields, field: &str) -> Option<Vec<String>> {
-        let value = fields.get(field)?;
+    /// A list-of-strings field: `None` when absent or not a list (reported). Items that are not
+    /// strings are reported here and left out; the strings keep their index for later messages.
+    fn string_list(&mut self, fields: &PolicyFields, field: &Field) -> Option<StringList> {
+        let value = fields.get(field.name)?;
         let Value::Array(items) = value else {
             self.error(
-                fields.path(field),
+                fields.path(field.name),
                 format!("expected a list of strings, got {}", kind(value)),
             );
             return None;
         };
-        let mut out = Vec::with_capacity(items.len());
+        let mut strings = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match item {
-                Value::String(text) => out.push(text.clone()),
-                other => {
-                    self.error(
-                        format!("{}[{i}]", fields.path(field)),
-                        format!("expected a string, got {}", kind(other)),
-                    );
-                    // Keep indices aligned for later messages.
-                    out.push(String::new());
-                }
+                Value::String(text) => strings.push((i, text.clone())),
+                other => self.error(
+                    format!("{}[{i}]", fields.path(field.name)),
+                    format!("expected a string, got {}", kind(other)),
+                ),
             }
         }
-        Some(out)
+        Some(StringList {
+            len: items.len(),
+            strings,
+        })
     }
 
     fn origins(
         &mut self,
         fields: &PolicyFields,
-        texts: Vec<String>,
+        texts: Option<StringList>,
         credentials: bool,
         insecure_ok: bool,
     ) -> Vec<OriginPattern> {
+        let texts = texts.map(|t| t.strings).unwrap_or_default();
         let mut patterns = Vec::with_capacity(texts.len());
-        for (i, text) in texts.iter().enumerate() {
-            if not_a_string(fields, "allow_origins", i) {
-                continue; // already reported by string_list
-            }
-            let path = format!("{}[{i}]", fields.path("allow_origins"));
+        for (i, text) in &texts {
+            let path = format!("{}[{i}]", fields.path(fields::ALLOW_ORIGINS.name));
             let pattern = match origin::parse_pattern(text) {
                 Ok(pattern) => pattern,
                 Err(e) => {
@@ -717,15 +621,13 @@ impl Walker {
     fn regexes(
         &mut self,
         fields: &PolicyFields,
-        texts: Vec<String>,
+        texts: Option<StringList>,
         credentials: bool,
     ) -> Vec<regex_lite::Regex> {
+        let texts = texts.map(|t| t.strings).unwrap_or_default();
         let mut out = Vec::with_capacity(texts.len());
-        for (i, text) in texts.iter().enumerate() {
-            if not_a_string(fields, "allow_origin_regexes", i) {
-                continue; // already reported by string_list
-            }
-            let path = format!("{}[{i}]", fields.path("allow_origin_regexes"));
+        for (i, text) in &texts {
+            let path = format!("{}[{i}]", fields.path(fields::ALLOW_ORIGIN_REGEXES.name));
             let re = match origin::compile_regex(text) {
                 Ok(re) => re,
                 Err(e) => {
@@ -757,22 +659,19 @@ impl Walker {
         out
     }
 
-    /// `(any, listed methods deduplicated in order)`.
-    fn methods(&mut self, fields: &PolicyFields) -> (bool, Vec<String>) {
-        let Some(texts) = self.string_list(fields, "allow_methods") else {
-            let defaults = ["GET", "HEAD", "POST"].map(str::to_owned).to_vec();
-            return (false, defaults);
+    /// `allow_methods`: `*`, and the listed methods deduplicated in order (the declared default
+    /// when absent or not a list).
+    fn methods(&mut self, fields: &PolicyFields) -> Listed {
+        let field = &fields::ALLOW_METHODS;
+        let Some(texts) = self.string_list(fields, field) else {
+            return Listed::default_of(field);
         };
-        let mut any = false;
+        let mut listed = Listed::default();
         let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for (i, text) in texts.iter().enumerate() {
-            if not_a_string(fields, "allow_methods", i) {
-                continue; // already reported by string_list
-            }
-            let path = format!("{}[{i}]", fields.path("allow_methods"));
+        for (i, text) in &texts.strings {
+            let path = format!("{}[{i}]", fields.path(field.name));
             if text == "*" {
-                any = true;
+                listed.any = true;
             } else if !token::is_token(text.as_bytes()) {
                 self.error(
                     path,
@@ -787,28 +686,24 @@ impl Walker {
                     ),
                 );
             } else if seen.insert(text.clone()) {
-                out.push(text.clone());
+                listed.names.push(text.clone());
             }
         }
-        (any, out)
+        listed
     }
 
-    /// `(any, listed names deduplicated case-insensitively, first spelling kept)`.
-    fn allow_headers(&mut self, fields: &PolicyFields) -> (bool, Vec<String>) {
-        let texts = self
-            .string_list(fields, "allow_headers")
-            .unwrap_or_default();
-        let mut any = false;
+    /// `allow_headers`: `*`, and the listed names deduplicated case-insensitively (first
+    /// spelling kept).
+    fn allow_headers(&mut self, fields: &PolicyFields) -> Listed {
+        let field = &fields::ALLOW_HEADERS;
+        let texts = self.string_list(fields, field);
+        let mut listed = Listed::default();
         let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for (i, text) in texts.iter().enumerate() {
-            if not_a_string(fields, "allow_headers", i) {
-                continue; // already reported by string_list
-            }
-            let path = format!("{}[{i}]", fields.path("allow_headers"));
+        for (i, text) in texts.iter().flat_map(|t| &t.strings) {
+            let path = format!("{}[{i}]", fields.path(field.name));
             let lower = text.to_ascii_lowercase();
             if text == "*" {
-                any = true;
+                listed.any = true;
             } else if !token::is_token(text.as_bytes()) {
                 self.error(
                     path,
@@ -817,23 +712,20 @@ impl Walker {
             } else if let Some(why) = token::disallowed_request_header(&lower) {
                 self.error(path, format!("{}: {why}", quoted(text)));
             } else if seen.insert(lower) {
-                out.push(text.clone());
+                listed.names.push(text.clone());
             }
         }
-        (any, out)
+        listed
     }
 
+    /// `expose_headers`, deduplicated case-insensitively; `*` only without credentials.
     fn expose_headers(&mut self, fields: &PolicyFields, credentials: bool) -> Vec<String> {
-        let texts = self
-            .string_list(fields, "expose_headers")
-            .unwrap_or_default();
+        let field = &fields::EXPOSE_HEADERS;
+        let texts = self.string_list(fields, field);
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for (i, text) in texts.iter().enumerate() {
-            if not_a_string(fields, "expose_headers", i) {
-                continue; // already reported by string_list
-            }
-            let path = format!("{}[{i}]", fields.path("expose_headers"));
+        for (i, text) in texts.iter().flat_map(|t| &t.strings) {
+            let path = format!("{}[{i}]", fields.path(field.name));
             let lower = text.to_ascii_lowercase();
             if text == "*" && credentials {
                 self.error(path, "\"*\" is not allowed with allow_credentials: true (browsers read it as a header named *); list the headers");
@@ -852,14 +744,140 @@ impl Walker {
     }
 }
 
-/// Was item `i` of this list field something other than a string? (`string_list` reported it
-/// and put an empty placeholder in its place, which must not be reported a second time.)
-fn not_a_string(fields: &PolicyFields, field: &str, i: usize) -> bool {
-    fields
-        .get(field)
-        .and_then(Value::as_array)
-        .and_then(|list| list.get(i))
-        .is_some_and(|v| !v.is_string())
+/// The strings of a list field, each with its index in the document's list.
+struct StringList {
+    /// Items in the document's list, strings or not.
+    len: usize,
+    strings: Vec<(usize, String)>,
+}
+
+/// A method or header name list after validation: `*` given, and the other names.
+#[derive(Default)]
+struct Listed {
+    any: bool,
+    names: Vec<String>,
+}
+
+impl Listed {
+    /// The declared default of a list field.
+    fn default_of(field: &Field) -> Self {
+        let names = match field.kind {
+            Kind::List {
+                default: Some(names),
+                ..
+            } => names.iter().map(|n| (*n).to_owned()).collect(),
+            _ => Vec::new(),
+        };
+        Listed { any: false, names }
+    }
+}
+
+/// A policy object after validation: every field of the right type and every item valid (the
+/// cross-field rules on credentials included). What [`compile`] turns into a [`Policy`].
+struct CheckedPolicy {
+    origins: Vec<OriginPattern>,
+    regexes: Vec<regex_lite::Regex>,
+    methods: Listed,
+    headers: Listed,
+    expose_headers: Vec<String>,
+    allow_credentials: bool,
+    max_age: Option<u32>,
+    allow_private_network: bool,
+    unmatched_preflights: UnmatchedPreflights,
+    preflight_status: u16,
+    upstream_cors_headers: UpstreamCorsHeaders,
+    mode: Mode,
+    debug: bool,
+}
+
+/// Compiles a checked policy for the request path: the matchers and lookup sets, and every
+/// response header value precomputed ([`HeaderValues`]). Cannot fail.
+fn compile(checked: CheckedPolicy, name: &str) -> Policy {
+    let CheckedPolicy {
+        origins,
+        regexes,
+        methods,
+        headers,
+        expose_headers,
+        allow_credentials: credentials,
+        max_age,
+        allow_private_network,
+        unmatched_preflights,
+        preflight_status,
+        upstream_cors_headers,
+        mode,
+        debug,
+    } = checked;
+    let origins = OriginMatcher::new(&origins, regexes);
+    let any_origin = origins.allows_any();
+    let allow_methods = if methods.any {
+        if credentials {
+            HeaderValue::Echo
+        } else {
+            HeaderValue::Fixed("*".to_owned())
+        }
+    } else if methods.names.is_empty() {
+        HeaderValue::Omit
+    } else {
+        HeaderValue::Fixed(methods.names.join(", "))
+    };
+    let allow_headers = if headers.any {
+        if credentials {
+            AllowHeadersValue::Echo
+        } else {
+            AllowHeadersValue::Wildcard {
+                authorization_listed: headers
+                    .names
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case("authorization")),
+            }
+        }
+    } else if headers.names.is_empty() {
+        AllowHeadersValue::Omit
+    } else {
+        AllowHeadersValue::Fixed(headers.names.join(", "))
+    };
+    let values = HeaderValues {
+        allow_methods,
+        allow_headers,
+        expose_headers: if expose_headers.is_empty() {
+            HeaderValue::Omit
+        } else {
+            HeaderValue::Fixed(expose_headers.join(", "))
+        },
+        max_age: max_age.map_or(HeaderValue::Omit, |n| HeaderValue::Fixed(n.to_string())),
+        preflight_vary: if allow_private_network {
+            super::PREFLIGHT_VARY_PRIVATE_NETWORK
+        } else {
+            super::PREFLIGHT_VARY
+        },
+    };
+    Policy {
+        name: name.to_owned(),
+        vary_on_origin: !any_origin || credentials,
+        origins,
+        methods: AllowedMethods {
+            any: methods.any,
+            listed: methods.names.iter().map(|m| m.as_bytes().into()).collect(),
+        },
+        headers: AllowedHeaders {
+            any: headers.any,
+            longest: headers.names.iter().map(String::len).max().unwrap_or(0),
+            listed: headers
+                .names
+                .iter()
+                .map(|h| h.to_ascii_lowercase().into_bytes().into())
+                .collect(),
+        },
+        allow_credentials: credentials,
+        allow_private_network,
+        unmatched_preflights,
+        preflight_status,
+        upstream_cors_headers,
+        mode,
+        debug,
+        values,
+    }
 }
 
 /// A rule's `host`: an exact lower-case host or `*.` followed by a domain.

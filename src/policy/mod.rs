@@ -2,8 +2,11 @@
 //! reported at once, each with its JSON path.
 
 pub mod document;
+pub mod fields;
 mod json;
 pub mod origin;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod schema;
 pub mod token;
 
 use std::collections::HashMap;
