@@ -5,6 +5,7 @@
 #   make run     build, then Envoy with envoy/envoy.yaml (filter on :10000, demo page on :10001,
 #                example upstream on :10002, admin on :9901)
 #   make run-native  the same with the dynamic module (envoy/dynamic-module/envoy.yaml)
+#   make unit    the inner loop: fmt, native clippy, every test without Envoy or a wasm build (seconds)
 #   make test    fmt + clippy (native and wasm) + cargo test, end-to-end tests against the real Envoy
 #                (every real-Envoy test once per build: wasm and dynamic module), then the compose
 #                suite (make compose-test) when a Docker engine is present
@@ -43,7 +44,7 @@ NATIVE        := dist/libcors_proxy.so
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build native run run-native test lint clean bench empty-filter spec-calls cli oci fuzz soak \
+.PHONY: all venv envoy wasm-target build native run run-native unit test lint clean bench empty-filter spec-calls cli oci fuzz soak \
         compose compose-test
 
 all: build
@@ -96,6 +97,15 @@ lint: wasm-target
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) --lib -- -D warnings
+
+# The inner loop (docs/contributing.md): fmt, native clippy, and every test that needs neither Envoy nor a
+# wasm build: the unit tests in src/ and dynamic-module/, the engine and policy tables, the schema, the CLI
+# and the docs' links. `make test` is the full check.
+UNIT_TESTS := engine_decisions policy_validation schema cli docs_links
+unit: wasm-target
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace --lib --bins $(addprefix --test ,$(UNIT_TESTS))
 
 test: venv lint build
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
