@@ -271,3 +271,37 @@ fn the_committed_schema_is_what_the_cli_prints() {
          `cargo run --bin cors-policy -- schema > schema/policy.schema.json`"
     );
 }
+
+/// The field table of docs/policy.md lists exactly the declared policy fields, in their order,
+/// each with its declared default.
+#[test]
+fn the_docs_field_table_follows_the_field_declarations() {
+    use cors_proxy_wasm::policy::fields::POLICY_FIELDS;
+    let docs = read(&root().join("docs/policy.md"));
+    let table: Vec<(String, String)> = docs
+        .lines()
+        .skip_while(|l| !l.starts_with("| field | type, default | meaning |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let name = cells[0]
+                .trim_start_matches("| ")
+                .trim_matches('`')
+                .to_owned();
+            (name, cells.get(1).copied().unwrap_or_default().to_owned())
+        })
+        .collect();
+    let names: Vec<&str> = table.iter().map(|(n, _)| n.as_str()).collect();
+    let declared: Vec<&str> = POLICY_FIELDS.iter().map(|f| f.name).collect();
+    assert_eq!(names, declared, "docs/policy.md field table");
+    let squeeze = |text: &str| text.replace([' ', '`', '"'], "");
+    for ((name, type_default), field) in table.iter().zip(POLICY_FIELDS) {
+        if let Some(default) = field.default_text() {
+            assert!(
+                squeeze(type_default).ends_with(&format!(",{}", squeeze(&default))),
+                "{name}: the docs say {type_default:?}, the declaration's default is {default}"
+            );
+        }
+    }
+}
