@@ -984,6 +984,55 @@ fn debug_lines_follow_the_run_time_log_level() {
     );
 }
 
+/// Two worker threads share one loaded policy (the dynamic module's state is one object for all
+/// workers; the wasm build has a VM per worker): concurrent requests all get their answers, and
+/// every one of them is counted exactly once.
+fn workers_share_one_policy_and_count_every_request() {
+    let envoy = EnvoyBuilder::new(
+        json!({ "allow_origins": [ORIGIN], "allow_methods": ["PUT"] }).to_string(),
+    )
+    .start_with_workers(2);
+    let port = envoy.port;
+    const THREADS: u64 = 4;
+    const EACH: u64 = 40;
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(move || {
+                for _ in 0..EACH {
+                    let r = Req::preflight("/", ORIGIN, "PUT").send(port);
+                    r.assert_status(204);
+                    r.assert_header("access-control-allow-origin", ORIGIN);
+                    Req::preflight("/", EVIL, "PUT")
+                        .send(port)
+                        .assert_status(403);
+                    let r = Req::get("/").origin(ORIGIN).send(port);
+                    r.assert_status(200);
+                    r.assert_header("access-control-allow-origin", ORIGIN);
+                    let r = Req::get("/").origin(EVIL).send(port);
+                    r.assert_status(200);
+                    r.assert_absent("access-control-allow-origin");
+                }
+            });
+        }
+    });
+    let n = THREADS * EACH;
+    let expected = [
+        ("cors.default.preflight_allowed", n),
+        ("cors.default.preflight_denied.origin", n),
+        ("cors.default.actual_allowed", n),
+        ("cors.default.actual_denied", n),
+    ];
+    let stats = envoy.wait_cors_stats(&expected, Duration::from_secs(3));
+    assert_counters(&stats, "cors.default.", &expected);
+    // Both workers took connections (Envoy spreads them with SO_REUSEPORT).
+    let per_worker =
+        envoy.stats(r"^listener\.127\.0\.0\.1_[0-9]+\.worker_[0-9]+\.downstream_cx_total$");
+    assert!(
+        per_worker.len() == 2 && per_worker.values().all(|&c| c > 0),
+        "connections per worker: {per_worker:?}"
+    );
+}
+
 fn assert_counters(stats: &BTreeMap<String, u64>, prefix: &str, expected: &[(&str, u64)]) {
     let got: BTreeMap<&str, u64> = stats
         .iter()
@@ -1496,6 +1545,7 @@ for_each_build! {
     report_mode_changes_nothing_but_counts,
     metrics_exact_names_and_counts,
     debug_lines_follow_the_run_time_log_level,
+    workers_share_one_policy_and_count_every_request,
     hostile_header_bytes_do_not_break_the_filter,
     repeated_headers,
     bad_policy_refused_at_startup_with_every_error,

@@ -229,11 +229,16 @@ impl EnvoyBuilder {
 
     /// Starts Envoy and waits until it is ready. Panics (with the log) if it does not start.
     pub fn start(self) -> Envoy {
+        self.start_with_workers(1)
+    }
+
+    /// Starts Envoy with this many worker threads (`--concurrency`; 1 everywhere else).
+    pub fn start_with_workers(self, workers: u32) -> Envoy {
         let upstream = Upstream::start();
         let config = self.bootstrap(upstream.port, free_port());
         let dir = scratch_dir("envoy");
         let config_path = write_config(&dir, &config);
-        Envoy::start_config(&config_path, &dir, Some(upstream))
+        Envoy::start_process(&config_path, &dir, Some(upstream), workers)
     }
 
     /// Starts Envoy with the listener delivered by LDS from a watched file, so the policy can be
@@ -348,7 +353,7 @@ fn envoy_command(config: &Path, dir: &Path, mode_validate: bool) -> Command {
     cmd.current_dir(repo_root())
         .arg("-c")
         .arg(config)
-        .args(["--concurrency", "1", "--base-id"])
+        .arg("--base-id")
         .arg(unique_base_id().to_string())
         .args([
             "-l",
@@ -405,6 +410,7 @@ fn read_logs(dir: &Path) -> String {
 
 fn run_expect_failure(config: &Path, dir: &Path) -> (ExitStatus, String) {
     let mut child = envoy_command(config, dir, false)
+        .args(["--concurrency", "1"])
         .spawn()
         .expect("spawn envoy");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -430,6 +436,7 @@ fn run_expect_failure(config: &Path, dir: &Path) -> (ExitStatus, String) {
 pub fn validate_config(config: &Path) -> (bool, String) {
     let dir = scratch_dir("validate");
     let status = envoy_command(config, &dir, true)
+        .args(["--concurrency", "1"])
         .status()
         .expect("run envoy --mode validate");
     let logs = read_logs(&dir);
@@ -457,7 +464,12 @@ impl Envoy {
     /// Starts Envoy on an existing config file (cwd = repo root) and waits for `/ready`.
     /// The admin port is read from `--admin-address-path`, listener ports from `/listeners`.
     pub fn start_config(config: &Path, dir: &Path, upstream: Option<Upstream>) -> Envoy {
+        Envoy::start_process(config, dir, upstream, 1)
+    }
+
+    fn start_process(config: &Path, dir: &Path, upstream: Option<Upstream>, workers: u32) -> Envoy {
         let child = envoy_command(config, dir, false)
+            .args(["--concurrency", &workers.to_string()])
             .spawn()
             .expect("spawn envoy");
         let mut envoy = Envoy {
