@@ -99,9 +99,10 @@ lint: wasm-target
 	cargo clippy --release --target $(TARGET) --lib -- -D warnings
 
 # The inner loop (docs/contributing.md): fmt, native clippy, and every test that needs neither Envoy nor a
-# wasm build: the unit tests in src/ and dynamic-module/, the engine and policy tables, the schema, the CLI
+# wasm build: the unit tests in src/ and dynamic-module/ (its hooks through the in-memory host, shim), the
+# engine and policy tables, the schema, the CLI
 # and the docs' links. `make test` is the full check.
-UNIT_TESTS := engine_decisions policy_validation schema cli docs_links
+UNIT_TESTS := engine_decisions policy_validation schema cli docs_links shim
 unit: wasm-target
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
