@@ -1246,3 +1246,37 @@ fn dynamic_module_symbols_match_the_envoy_it_is_built_for() {
         "hooks exported vs hooks Envoy looks up"
     );
 }
+
+/// The newest glibc symbol version the dynamic module needs is the one its docs (and the README)
+/// state, so the stated requirement cannot go stale with a toolchain change.
+#[test]
+fn dynamic_module_needs_the_glibc_its_docs_state() {
+    let out = Command::new("objdump")
+        .arg("-T")
+        .arg(support::cors_native())
+        .output()
+        .expect("run objdump (binutils)");
+    assert!(out.status.success(), "objdump -T: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let newest = text
+        .split("GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let version: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .expect("the module links against glibc");
+    let stated = format!("glibc **{}.{}", newest.0, newest.1);
+    for doc in ["docs/dynamic-module.md", "README.md"] {
+        let text = read(&repo_root().join(doc));
+        assert!(
+            text.contains(&stated),
+            "{doc} does not state {stated:?} (the module's newest GLIBC_ symbol version)"
+        );
+    }
+}
