@@ -634,3 +634,212 @@ fn help_prints_usage_and_succeeds() {
     );
     assert!(Path::new(CLI).is_file());
 }
+
+// ------------------------------------------------------------------------------------------------
+// import
+// ------------------------------------------------------------------------------------------------
+
+/// Imports FILE; the output must be exactly `expected`, and `cors-policy check` must accept it.
+#[track_caller]
+fn assert_import(file: &str, expected: serde_json::Value, warnings: &[&str]) {
+    let r = run(&["import", file]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    let got: serde_json::Value = serde_json::from_str(&r.stdout).expect("import prints JSON");
+    assert_eq!(got, expected, "{}", r.stdout);
+    assert_eq!(r.stderr, lines(warnings), "warnings");
+    let output = scratch(
+        &format!("imported-{}.json", file.replace('/', "-")),
+        &r.stdout,
+    );
+    let check = run(&["check", &output.to_string_lossy()]);
+    assert_eq!(check.code, Some(0), "check of the import: {}", check.stdout);
+    assert!(check.stdout.starts_with("OK: "), "{}", check.stdout);
+}
+
+#[test]
+fn import_istio_virtual_services_keyed_on_the_resource_and_route() {
+    let storefront = "document 2 (VirtualService shop/storefront): spec.http";
+    assert_import(
+        "examples/import/virtualservices.yaml",
+        serde_json::json!({
+            "policies": {
+                "shop-catalog": {
+                    "allow_origins": ["*"],
+                    "allow_methods": ["GET"],
+                    "max_age": 90,
+                    "unmatched_preflights": "forward"
+                },
+                "shop-storefront-partner-api": {
+                    "allow_origins": ["https://app.partner.example", "https://portal.partner.example"],
+                    "allow_origin_regexes": ["https://[a-z0-9-]+\\.partner\\.example"],
+                    "allow_methods": ["GET", "PUT", "DELETE"],
+                    "allow_headers": ["content-type", "authorization", "x-request-id"],
+                    "expose_headers": ["X-Request-Id"],
+                    "max_age": 86400,
+                    "allow_credentials": true,
+                    "unmatched_preflights": "forward"
+                },
+                "shop-storefront-web": {
+                    "allow_origins": ["https://shop.example.com", "http://shop.example.com"],
+                    "allow_methods": ["GET", "POST"],
+                    "max_age": 600,
+                    "unmatched_preflights": "reject"
+                }
+            },
+            "rules": [
+                { "match": { "virtual_service": "shop/storefront", "route": "partner-api.v1" }, "policy": "shop-storefront-partner-api" },
+                { "match": { "virtual_service": "shop/storefront", "route": "partner-api" }, "policy": "shop-storefront-partner-api" },
+                { "match": { "virtual_service": "shop/storefront", "route": "web" }, "policy": "shop-storefront-web" },
+                { "match": { "virtual_service": "shop/catalog" }, "policy": "shop-catalog" }
+            ]
+        }),
+        &[
+            &format!("warning: {storefront}[0].corsPolicy.allowOrigins[1].prefix: prefix \"https://portal.partner.example\" also matches https://portal.partner.example.evil.example and any port; imported as the exact origin \"https://portal.partner.example\" (add \"https://portal.partner.example:*\" or a subdomain pattern if you meant those)"),
+            &format!("warning: {storefront}[0].corsPolicy.maxAge: \"48h\": imported as 86400 seconds (whole seconds, at most 86400)"),
+            &format!("warning: {storefront}[1].corsPolicy.unmatchedPreflights: IGNORE: Envoy answers a preflight that does not match itself with 200 and no CORS headers; imported as unmatched_preflights: reject, which answers 403 and no CORS headers (the browser refuses both alike)"),
+            "warning: document 4 (VirtualService shop/reviews): spec.http[0].corsPolicy.allowOrigins[0].prefix: prefix \"https://\" has no safe pattern (it matches origins of hosts no one listed): not imported",
+            "warning: document 4 (VirtualService shop/reviews): spec.http[0].corsPolicy: no origin could be imported: the routes get no CORS handling (policy null)",
+            "warning: document 4 (VirtualService shop/reviews): spec.http[0]: an http entry without a name shares its routes' names with the VirtualService's other entries, which have another CORS policy: not imported (its routes get no CORS handling; give the entry a name and import again)",
+        ],
+    );
+}
+
+#[test]
+fn import_envoy_cors_per_virtual_host_and_route() {
+    let vhost = "document 1: virtual_hosts[0]";
+    let cors = "typed_per_filter_config[\"envoy.filters.http.cors\"]";
+    assert_import(
+        "examples/import/envoy-routes.yaml",
+        serde_json::json!({
+            "policies": {
+                "api": {
+                    "allow_origins": ["https://app.example.com", "https://*.example.com", "http://*.example.com"],
+                    "allow_origin_regexes": ["https://[a-z]+-preview\\.example\\.dev"],
+                    "allow_methods": ["GET", "POST", "PUT"],
+                    "allow_headers": ["content-type", "x-api-key"],
+                    "expose_headers": ["x-request-id"],
+                    "max_age": 600,
+                    "unmatched_preflights": "forward"
+                },
+                "partner": {
+                    "allow_origins": ["https://app.partner.example", "https://portal.partner.example"],
+                    "allow_methods": ["GET", "PUT"],
+                    "allow_credentials": true,
+                    "unmatched_preflights": "reject"
+                }
+            },
+            "rules": [
+                { "match": { "virtual_host": "api", "route": "partner" }, "policy": "partner" },
+                { "match": { "virtual_host": "api", "route": "rest" }, "policy": "api" }
+            ]
+        }),
+        &[
+            &format!("warning: {vhost}.{cors}.allow_origin_string_match[1].suffix: suffix \".example.com\": imported as https://*.example.com, http://*.example.com"),
+            &format!("warning: {vhost}.routes[0].{cors}.forward_not_matching_preflights: false: Envoy answers a preflight that does not match itself with 200 and no CORS headers; imported as unmatched_preflights: reject, which answers 403 and no CORS headers (the browser refuses both alike)"),
+            &format!("warning: {vhost}.routes[0].{cors}.allow_origin_string_match[1].prefix: prefix \"https://portal.partner.example\" also matches https://portal.partner.example.evil.example and any port; imported as the exact origin \"https://portal.partner.example\" (add \"https://portal.partner.example:*\" or a subdomain pattern if you meant those)"),
+            &format!("warning: {vhost}.routes[0].{cors}.allow_origin_string_match[2].contains: contains \"partner\" has no safe pattern: not imported"),
+            &format!("warning: {vhost}.routes[1]: a route without a name cannot be chosen by a rule: not imported (it gets no CORS handling; give the route a name and import again)"),
+        ],
+    );
+}
+
+#[test]
+fn import_leaves_out_what_the_policy_refuses_and_says_why() {
+    let file = scratch(
+        "credentials.yaml",
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: api, namespace: prod }
+spec:
+  hosts: ["api.example.com"]
+  http:
+  - name: api
+    corsPolicy:
+      allowOrigins:
+      - exact: "*"
+      - exact: http://app.example.com
+      - exact: https://app.example.com/
+      - exact: https://app.example.com
+      - regex: ".*"
+      allowHeaders: ["Content-Type", "Cookie"]
+      allowCredentials: true
+    route:
+    - destination: { host: api.prod.svc.cluster.local }
+"#,
+    );
+    let path = file.to_string_lossy().into_owned();
+    let r = run(&["import", &path]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let got: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    assert_eq!(
+        got,
+        serde_json::json!({
+            "policies": { "prod-api": {
+                "allow_origins": ["https://app.example.com"],
+                "allow_headers": ["content-type"],
+                "allow_credentials": true,
+                "unmatched_preflights": "forward"
+            } },
+            "rules": [{ "match": { "virtual_service": "prod/api" }, "policy": "prod-api" }]
+        })
+    );
+    let at = "document 1 (VirtualService prod/api): spec.http[0].corsPolicy";
+    let warnings: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(warnings.len(), 5, "{}", r.stderr);
+    for (line, start) in warnings.iter().zip([
+        format!("warning: {at} (allow_headers): "),
+        format!("warning: {at}.allowOrigins[4].regex: "),
+        format!("warning: {at}.allowOrigins[2].exact: "),
+        format!("warning: {at}.allowOrigins[1].exact: "),
+        format!("warning: {at}.allowOrigins[0].exact: "),
+    ]) {
+        assert!(
+            line.starts_with(&start) && line.ends_with(": not imported"),
+            "{line}"
+        );
+    }
+    let check = run(&[
+        "check",
+        &scratch("credentials.json", &r.stdout).to_string_lossy(),
+    ]);
+    assert_eq!(check.code, Some(0), "{}", check.stdout);
+}
+
+#[test]
+fn import_with_nothing_to_import_exits_1() {
+    let none = scratch(
+        "no-cors.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: web, namespace: shop }\nspec:\n  hosts: [\"web\"]\n  http:\n  - route:\n    - destination: { host: web }\n",
+    );
+    let r = run(&["import", &none.to_string_lossy()]);
+    assert_eq!((r.code, r.stdout.as_str()), (Some(1), ""));
+    assert!(
+        r.stderr
+            .ends_with("nothing imported (0 sources with CORS configuration found)\n"),
+        "{}",
+        r.stderr
+    );
+    let only_prefix = scratch(
+        "only-prefix.yaml",
+        "kind: VirtualService\nmetadata: { name: web, namespace: shop }\nspec:\n  http:\n  - corsPolicy:\n      allowOrigins: [{ prefix: \"http\" }]\n",
+    );
+    let r = run(&["import", &only_prefix.to_string_lossy()]);
+    assert_eq!((r.code, r.stdout.as_str()), (Some(1), ""));
+    assert_eq!(
+        r.stderr,
+        lines(&[
+            "warning: document 1 (VirtualService shop/web): spec.http[0].corsPolicy.allowOrigins[0].prefix: prefix \"http\" has no safe pattern (it matches origins of hosts no one listed): not imported",
+            "warning: document 1 (VirtualService shop/web): spec.http[0].corsPolicy: no origin could be imported: the routes get no CORS handling (policy null)",
+            &format!("cors-policy: {}: nothing imported (1 source with CORS configuration found)", only_prefix.to_string_lossy()),
+        ])
+    );
+    let r = run(&["import"]);
+    assert_eq!(r.code, Some(2));
+    assert!(
+        r.stderr
+            .starts_with("cors-policy: import takes exactly one FILE\n"),
+        "{}",
+        r.stderr
+    );
+}

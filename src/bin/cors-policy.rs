@@ -7,6 +7,9 @@
 //! Exit status: 0 = OK, 1 = the policy document is invalid, 2 = usage or I/O error.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "cors-policy/import.rs"]
+mod import;
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,6 +24,7 @@ const USAGE: &str = "\
 usage:
   cors-policy check FILE
   cors-policy schema
+  cors-policy import FILE
   cors-policy explain FILE [--origin ORIGIN] [--method METHOD] [--header NAME]...
                       [--preflight] [--private-network]
                       [--route NAME] [--vhost NAME] [--host HOST[:PORT]] [--path PATH]
@@ -34,6 +38,12 @@ check    prints every problem as `path: message` (warnings prefixed `warning: `)
          exit 0 = valid, 1 = invalid, 2 = usage or I/O error.
 schema   prints the JSON Schema of the policy document (schema/policy.schema.json is its
          output), generated from the same field declarations as the validation.
+import   reads Istio VirtualServices (their http[].corsPolicy) or an Envoy route configuration
+         (CorsPolicy per virtual host or route, in typed_per_filter_config) from a YAML or JSON
+         file and prints an equivalent policy document, with rules keyed on where each came
+         from. What has no exact equivalent is a warning on stderr, with its path and what was
+         imported instead, never allowing more than the input did. Exit 0 = imported, 1 =
+         nothing could be imported, 2 = usage or I/O error.
 explain  prints the policy chosen for the request and why, the filter's decision, and the exact
          status and headers it produces: for a preflight (--preflight; --method is then the
          Access-Control-Request-Method and --header the Access-Control-Request-Headers names)
@@ -79,6 +89,7 @@ fn main() -> ExitCode {
             Ok(true)
         }
         Some("schema") => Err(usage_error("schema takes no arguments".to_owned())),
+        Some("import") => import_command(&args[1..], &mut out),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -252,6 +263,37 @@ fn check(args: &[String], out: &mut String) -> Result<bool, Failure> {
         }
     }
     Ok(all_valid)
+}
+
+// ------------------------------------------------------------------------------------------------
+// import
+// ------------------------------------------------------------------------------------------------
+
+fn import_command(args: &[String], out: &mut String) -> Result<bool, Failure> {
+    let [path] = args else {
+        return Err(usage_error("import takes exactly one FILE".to_owned()));
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| io_error(format!("cannot read {path}: {e}")))?;
+    let imported = import::import(&text).map_err(|e| io_error(format!("{path}: {e}")))?;
+    for warning in &imported.warnings {
+        eprintln!("warning: {}: {}", warning.path, warning.message);
+    }
+    match imported.document {
+        Some(document) => {
+            let text = serde_json::to_string_pretty(&document)
+                .map_err(|e| io_error(format!("cannot print the policy: {e}")))?;
+            let _ = writeln!(out, "{text}");
+            Ok(true)
+        }
+        None => {
+            eprintln!(
+                "cors-policy: {path}: nothing imported ({} with CORS configuration found)",
+                plural(imported.sources, "source", "sources")
+            );
+            Ok(false)
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
