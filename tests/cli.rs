@@ -202,7 +202,7 @@ fn check_usage_and_io_errors_exit_2() {
     assert_eq!(no_plugin.code, Some(2));
     assert_eq!(
         no_plugin.stderr,
-        "cors-policy: envoy/istio/virtualservice.yaml: no Istio WasmPlugin found (a .yaml/.yml file must hold `kind: WasmPlugin` with spec.pluginConfig; policy documents are .json)\n"
+        "cors-policy: envoy/istio/virtualservice.yaml: no Istio WasmPlugin found (a .yaml/.yml file must hold `kind: WasmPlugin` with spec.pluginConfig, or an Envoy Gateway EnvoyExtensionPolicy with spec.wasm[].config; policy documents are .json)\n"
     );
 
     for args in [

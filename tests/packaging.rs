@@ -227,7 +227,11 @@ fn cli_check_accepts_every_istio_plugin_config() {
     }
     assert_eq!(
         checked,
-        ["OK: envoy/istio/wasmplugin.yaml: WasmPlugin istio-system/cors: 3 policies (default, partner, public), 4 rules\n"]
+        [
+            "OK: envoy/istio/sidecar-inbound.yaml: WasmPlugin shop/cors-reviews: 1 policy (reviews-ui), 1 rule\n",
+            "OK: envoy/istio/wasmplugin.yaml: WasmPlugin istio-system/cors: 3 policies (default, partner, public), 4 rules\n",
+            "OK: envoy/istio/waypoint.yaml: WasmPlugin shop/cors-waypoint: 2 policies (default, reviews-ui), 1 rule\n",
+        ]
     );
 }
 

@@ -32,7 +32,7 @@ usage:
                       [--upstream-header 'Name: value']...
 
 FILE is a JSON policy document, or (.yaml/.yml) an Istio WasmPlugin whose spec.pluginConfig is
-the policy document.
+the policy document (or an Envoy Gateway EnvoyExtensionPolicy: spec.wasm[].config).
 
 check    prints every problem as `path: message` (warnings prefixed `warning: `);
          exit 0 = valid, 1 = invalid, 2 = usage or I/O error.
@@ -167,6 +167,10 @@ fn wasm_plugins(path: &str, text: &str) -> Result<Vec<Document>, Failure> {
                 break;
             }
         };
+        if value.get("kind").and_then(Value::as_str) == Some("EnvoyExtensionPolicy") {
+            found.extend(extension_policy_configs(path, &value));
+            continue;
+        }
         if value.get("kind").and_then(Value::as_str) != Some("WasmPlugin") {
             continue;
         }
@@ -192,10 +196,44 @@ fn wasm_plugins(path: &str, text: &str) -> Result<Vec<Document>, Failure> {
     }
     if found.is_empty() {
         return Err(io_error(format!(
-            "{path}: no Istio WasmPlugin found (a .yaml/.yml file must hold `kind: WasmPlugin` with spec.pluginConfig; policy documents are .json)"
+            "{path}: no Istio WasmPlugin found (a .yaml/.yml file must hold `kind: WasmPlugin` with spec.pluginConfig, or an Envoy Gateway EnvoyExtensionPolicy with spec.wasm[].config; policy documents are .json)"
         )));
     }
     Ok(found)
+}
+
+/// The policy documents of an Envoy Gateway `EnvoyExtensionPolicy`: `spec.wasm[].config`.
+fn extension_policy_configs(path: &str, value: &Value) -> Vec<Document> {
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)");
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map_or(String::new(), |ns| format!("{ns}/"));
+    let wasm = value
+        .pointer("/spec/wasm")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    wasm.iter()
+        .enumerate()
+        .map(|(i, extension)| {
+            let label = format!("{path}: EnvoyExtensionPolicy {namespace}{name} wasm[{i}]");
+            let source = match extension.get("config") {
+                None | Some(Value::Null) => Source::Broken(
+                    format!("spec.wasm[{i}].config"),
+                    "missing: the filter needs its policy document here".to_owned(),
+                ),
+                Some(config) => match serde_json::to_string(config) {
+                    Ok(json) => Source::Json(json),
+                    Err(e) => Source::Broken(format!("spec.wasm[{i}].config"), e.to_string()),
+                },
+            };
+            Document { label, source }
+        })
+        .collect()
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
