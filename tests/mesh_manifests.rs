@@ -94,11 +94,12 @@ fn every_manifest_parses_and_names_itself() {
     assert_eq!(
         kinds,
         [
-            ("EnvoyExtensionPolicy", 1),
+            ("EnvoyExtensionPolicy", 2),
             ("EnvoyFilter", 1),
+            ("EnvoyProxy", 1),
             ("Gateway", 4),
             ("GatewayClass", 1),
-            ("HTTPRoute", 4),
+            ("HTTPRoute", 5),
             ("Namespace", 1),
             ("VirtualService", 1),
             ("WasmPlugin", 4),
@@ -128,7 +129,8 @@ fn every_plugin_config_passes_cors_policy_check() {
     assert_eq!(
         lines,
         [
-            "OK: envoy/envoy-gateway/extension-policy.yaml: EnvoyExtensionPolicy shop/cors wasm[0]: 1 policy (default), 0 rules",
+            "OK: envoy/envoy-gateway/envoyextensionpolicy.yaml: EnvoyExtensionPolicy shop/cors dynamicModule[0]: 1 policy (default), 0 rules",
+            "OK: envoy/envoy-gateway/wasm-extension-policy.yaml: EnvoyExtensionPolicy shop/cors-wasm wasm[0]: 1 policy (default), 0 rules",
             "OK: envoy/gateway-api/wasmplugin.yaml: WasmPlugin shop/cors: 2 policies (checkout, storefront), 2 rules",
             "OK: envoy/istio/sidecar-inbound.yaml: WasmPlugin shop/cors-reviews: 1 policy (reviews-ui), 1 rule",
             "OK: envoy/istio/wasmplugin.yaml: WasmPlugin istio-system/cors: 3 policies (default, partner, public), 4 rules",
@@ -161,7 +163,7 @@ fn a_placeholder_image_cannot_deny_a_whole_gateway() {
         }
     }
     for policy in of_kind(&docs, "EnvoyExtensionPolicy") {
-        for wasm in policy["spec"]["wasm"].as_array().expect("spec.wasm") {
+        for wasm in policy["spec"]["wasm"].as_array().into_iter().flatten() {
             let url = wasm["code"]["image"]["url"].as_str().expect("image url");
             if url.contains(PLACEHOLDER_REGISTRY) {
                 assert_eq!(wasm["failOpen"], true, "{}", key(policy));

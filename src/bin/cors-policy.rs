@@ -202,7 +202,8 @@ fn wasm_plugins(path: &str, text: &str) -> Result<Vec<Document>, Failure> {
     Ok(found)
 }
 
-/// The policy documents of an Envoy Gateway `EnvoyExtensionPolicy`: `spec.wasm[].config`.
+/// The policy documents of an Envoy Gateway `EnvoyExtensionPolicy`: `spec.wasm[].config` (the wasm
+/// build) and `spec.dynamicModule[].config` (the dynamic module build).
 fn extension_policy_configs(path: &str, value: &Value) -> Vec<Document> {
     let name = value
         .pointer("/metadata/name")
@@ -212,28 +213,30 @@ fn extension_policy_configs(path: &str, value: &Value) -> Vec<Document> {
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .map_or(String::new(), |ns| format!("{ns}/"));
-    let wasm = value
-        .pointer("/spec/wasm")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    wasm.iter()
-        .enumerate()
-        .map(|(i, extension)| {
-            let label = format!("{path}: EnvoyExtensionPolicy {namespace}{name} wasm[{i}]");
+    let mut found = Vec::new();
+    for field in ["wasm", "dynamicModule"] {
+        let extensions = value
+            .pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (i, extension) in extensions.iter().enumerate() {
+            let label = format!("{path}: EnvoyExtensionPolicy {namespace}{name} {field}[{i}]");
+            let at = format!("spec.{field}[{i}].config");
             let source = match extension.get("config") {
                 None | Some(Value::Null) => Source::Broken(
-                    format!("spec.wasm[{i}].config"),
+                    at,
                     "missing: the filter needs its policy document here".to_owned(),
                 ),
                 Some(config) => match serde_json::to_string(config) {
                     Ok(json) => Source::Json(json),
-                    Err(e) => Source::Broken(format!("spec.wasm[{i}].config"), e.to_string()),
+                    Err(e) => Source::Broken(at, e.to_string()),
                 },
             };
-            Document { label, source }
-        })
-        .collect()
+            found.push(Document { label, source });
+        }
+    }
+    found
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
