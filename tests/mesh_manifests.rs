@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cors_proxy_wasm::engine::{RouteFacts, Selection};
+use cors_proxy_wasm::routing::{RouteFact, RouteFacts, Selection};
 use serde::Deserialize as _;
 use serde_json::Value;
 
@@ -283,24 +283,18 @@ struct Facts {
     path: Option<String>,
 }
 
-impl RouteFacts for Facts {
-    fn metadata_policy(&mut self) -> Option<&[u8]> {
-        self.metadata.as_deref().map(str::as_bytes)
-    }
-    fn route_name(&mut self) -> Option<&[u8]> {
-        self.route.as_deref().map(str::as_bytes)
-    }
-    fn virtual_host(&mut self) -> Option<&[u8]> {
-        self.vhost.as_deref().map(str::as_bytes)
-    }
-    fn istio_config(&mut self) -> Option<&[u8]> {
-        self.istio_config.as_deref().map(str::as_bytes)
-    }
-    fn authority(&mut self) -> Option<&[u8]> {
-        None
-    }
-    fn path(&mut self) -> Option<&[u8]> {
-        self.path.as_deref().map(str::as_bytes)
+impl Facts {
+    /// These facts as the engine reads them.
+    fn known(&self) -> RouteFacts<'_, cors_proxy_wasm::routing::Known<'_>> {
+        fn given(value: &Option<String>) -> Option<&[u8]> {
+            value.as_deref().map(str::as_bytes)
+        }
+        RouteFacts::known()
+            .with_optional(RouteFact::MetadataPolicy, given(&self.metadata))
+            .with_optional(RouteFact::RouteName, given(&self.route))
+            .with_optional(RouteFact::VirtualHost, given(&self.vhost))
+            .with_optional(RouteFact::IstioConfig, given(&self.istio_config))
+            .with_optional(RouteFact::Path, given(&self.path))
     }
 }
 
@@ -318,7 +312,7 @@ fn plugin_config(docs: &[(String, Value)], file: &str) -> cors_proxy_wasm::polic
 }
 
 fn chosen(config: &cors_proxy_wasm::policy::Config, facts: &Facts) -> String {
-    match config.select(&mut facts.clone()) {
+    match config.select(&mut facts.known()).selection {
         Selection::Policy(i) => config.policy(i).map(|p| p.name.clone()).unwrap_or_default(),
         Selection::Untouched => "(none)".to_owned(),
         Selection::Unknown(name) => format!("unknown {}", String::from_utf8_lossy(&name)),
