@@ -224,6 +224,15 @@ struct Mesh {
 impl Mesh {
     /// `before`: HTTP filters Istio would place ahead of an AUTHN-phase plugin (CUSTOM ext_authz).
     fn start(extension: Value, before: Vec<Value>, extra_clusters: Vec<Value>) -> Mesh {
+        Mesh::start_with_routes(extension, before, extra_clusters, mesh_routes())
+    }
+
+    fn start_with_routes(
+        extension: Value,
+        before: Vec<Value>,
+        extra_clusters: Vec<Value>,
+        routes: Value,
+    ) -> Mesh {
         let upstream = Upstream::start();
         let dir = scratch_dir("mesh");
         let ecds_path = dir.join("ecds.json");
@@ -262,7 +271,7 @@ impl Mesh {
                             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                             "stat_prefix": "outbound_0.0.0.0_80",
                             "delayed_close_timeout": "0s",
-                            "route_config": mesh_routes(),
+                            "route_config": routes,
                             "http_filters": filters
                         }
                     }] }]
@@ -936,4 +945,192 @@ fn custom_authorization_before_the_filter_denies_preflights_unless_options_is_ex
         mesh.envoy.upstream.as_ref().map(Upstream::requests),
         Some(0)
     );
+}
+
+// ------------------------------------------------------------------------------------------------
+// The shipped ingress example (envoy/istio/), as Istio would configure the gateway from it
+// ------------------------------------------------------------------------------------------------
+
+fn shipped(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo_root().join(file)).expect("shipped manifest");
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).expect("YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The gateway's routes for the shipped VirtualService, named as Istio names them, with the
+/// shipped EnvoyFilter's metadata merged into the route it names.
+fn shipped_gateway_routes() -> Value {
+    let vs = shipped("envoy/istio/virtualservice.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "VirtualService")
+        .expect("VirtualService");
+    let gateway = shipped("envoy/istio/gateway.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "Gateway")
+        .expect("Gateway");
+    let filter = shipped("envoy/istio/envoyfilter-route-metadata.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "EnvoyFilter")
+        .expect("EnvoyFilter");
+    let port = gateway["spec"]["servers"][0]["port"]["number"]
+        .as_u64()
+        .expect("port");
+    let config = istio_config(
+        vs["metadata"]["namespace"].as_str().expect("ns"),
+        vs["metadata"]["name"].as_str().expect("name"),
+    );
+    let patch = &filter["spec"]["configPatches"][0];
+    let patched_vhost = patch["match"]["routeConfiguration"]["vhost"]["name"].as_str();
+    let patched_route = patch["match"]["routeConfiguration"]["vhost"]["route"]["name"].as_str();
+    let merged = &patch["patch"]["value"]["metadata"]["filter_metadata"];
+    let mut vhosts = Vec::new();
+    for host in vs["spec"]["hosts"].as_array().expect("hosts") {
+        let host = host.as_str().expect("host");
+        let vhost_name = format!("{host}:{port}");
+        let mut routes = Vec::new();
+        for http in vs["spec"]["http"].as_array().expect("http") {
+            let name = http["name"].as_str();
+            let matches = http["match"].as_array().cloned().unwrap_or_default();
+            let entries: Vec<(Option<String>, String)> = if matches.is_empty() {
+                vec![(name.map(str::to_owned), "/".to_owned())]
+            } else {
+                matches
+                    .iter()
+                    .map(|m| {
+                        let route_name = match (name, m["name"].as_str()) {
+                            (Some(n), Some(m)) => Some(format!("{n}.{m}")),
+                            (n, _) => n.map(str::to_owned),
+                        };
+                        let prefix = m["uri"]["prefix"].as_str().expect("uri prefix");
+                        (route_name, prefix.to_owned())
+                    })
+                    .collect()
+            };
+            for (route_name, prefix) in entries {
+                let mut r = route(route_name.as_deref(), &prefix, Some(&config));
+                if patched_vhost == Some(vhost_name.as_str())
+                    && route_name.is_some()
+                    && patched_route == route_name.as_deref()
+                {
+                    // MERGE: the EnvoyFilter's filter_metadata beside Istio's.
+                    for (key, value) in merged.as_object().expect("filter_metadata") {
+                        r["metadata"]["filter_metadata"][key] = value.clone();
+                    }
+                }
+                routes.push(r);
+            }
+        }
+        let domains = [host.to_owned(), format!("{host}:*")];
+        vhosts.push(json!({ "name": vhost_name, "domains": domains, "routes": routes }));
+    }
+    json!({ "name": format!("http.{port}"), "virtual_hosts": vhosts })
+}
+
+/// The walkthrough's last step (docs/istio.md) against the shipped files: the preflight's exact
+/// answer is the one the guide prints, and each route of the example gets its documented policy.
+#[test]
+fn the_shipped_ingress_example_answers_as_the_guide_says() {
+    let plugin = shipped("envoy/istio/wasmplugin.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "WasmPlugin")
+        .expect("WasmPlugin");
+    let yaml = serde_norway::to_string(&plugin["spec"]["pluginConfig"]).expect("YAML");
+    let name = format!(
+        "{}.{}",
+        plugin["metadata"]["namespace"].as_str().expect("ns"),
+        plugin["metadata"]["name"].as_str().expect("name")
+    );
+    assert_eq!(name, FILTER, "the filter is named <namespace>.<plugin>");
+    let failure_policy = match plugin["spec"]["failStrategy"].as_str() {
+        Some("FAIL_OPEN") => "FAIL_OPEN",
+        Some("FAIL_RELOAD") => "FAIL_RELOAD",
+        _ => "FAIL_CLOSED",
+    };
+    let mesh = Mesh::start_with_routes(
+        wasm_extension(&cors_wasm(), &plugin_config_json(&yaml), failure_policy),
+        Vec::new(),
+        Vec::new(),
+        shipped_gateway_routes(),
+    );
+
+    // Step 8 of the guide, and the answer it prints.
+    let r = mesh.send(
+        &Req::preflight("/partner/v1/items", "https://app.partner.example", "PUT")
+            .host("shop.example.com")
+            .acrh("content-type"),
+    );
+    let guide = std::fs::read_to_string(repo_root().join("docs/istio.md")).expect("docs/istio.md");
+    let printed: Vec<&str> = guide
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != "HTTP/1.1 204 No Content")
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    assert!(
+        printed.len() >= 5,
+        "the guide prints the answer: {printed:?}"
+    );
+    r.assert_status(204);
+    let mut got: Vec<String> = r
+        .cors_headers()
+        .into_iter()
+        .map(|(n, v)| format!("{n}: {v}"))
+        .collect();
+    got.extend(
+        r.headers_all("vary")
+            .into_iter()
+            .map(|v| format!("vary: {v}")),
+    );
+    assert_eq!(got, printed, "{r}");
+    let r = mesh.send(
+        &Req::preflight("/partner/v1/items", "https://evil.example", "PUT")
+            .host("shop.example.com"),
+    );
+    assert_denied_preflight(&r);
+
+    // assets: the EnvoyFilter's route metadata picks the public policy.
+    let r = mesh.send(
+        &Req::get("/assets/logo.svg")
+            .host("shop.example.com")
+            .origin("https://anyone.example"),
+    );
+    r.assert_status(200);
+    assert_eq!(
+        r.cors_headers(),
+        vec![("access-control-allow-origin".to_string(), "*".to_string())],
+        "{r}"
+    );
+    // internal: policy null, untouched; web: the default.
+    let r = mesh.send(
+        &Req::get("/internal/x")
+            .host("shop.example.com")
+            .origin("https://shop.example.com"),
+    );
+    r.assert_status(200);
+    r.assert_no_cors();
+    r.assert_absent("vary");
+    let r = mesh.send(
+        &Req::get("/")
+            .host("static.shop.example.com")
+            .origin("https://shop.example.com"),
+    );
+    r.assert_status(200);
+    assert_eq!(
+        r.cors_headers(),
+        vec![
+            (
+                "access-control-allow-origin".to_string(),
+                "https://shop.example.com".to_string()
+            ),
+            (
+                "access-control-allow-credentials".to_string(),
+                "true".to_string()
+            ),
+        ],
+        "{r}"
+    );
+    r.assert_header("vary", "Origin");
 }
