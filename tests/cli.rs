@@ -788,11 +788,11 @@ spec:
     let warnings: Vec<&str> = r.stderr.lines().collect();
     assert_eq!(warnings.len(), 5, "{}", r.stderr);
     for (line, start) in warnings.iter().zip([
-        format!("warning: {at} (allow_headers): "),
-        format!("warning: {at}.allowOrigins[4].regex: "),
         format!("warning: {at}.allowOrigins[2].exact: "),
         format!("warning: {at}.allowOrigins[1].exact: "),
         format!("warning: {at}.allowOrigins[0].exact: "),
+        format!("warning: {at}.allowOrigins[4].regex: "),
+        format!("warning: {at} (allow_headers: \"cookie\"): "),
     ]) {
         assert!(
             line.starts_with(&start) && line.ends_with(": not imported"),

@@ -626,10 +626,23 @@ impl Importer {
                 Err(rejected) => rejected.errors,
             };
             let mut removed = false;
-            for error in errors.iter().rev() {
+            // Each refused item once (an item can have several problems), highest index first so
+            // that removing one leaves the others' indexes as reported.
+            let mut refused: Vec<(&str, usize, Vec<&str>)> = Vec::new();
+            for error in &errors {
                 let Some((field, index)) = list_item(&error.path) else {
                     continue;
                 };
+                match refused
+                    .iter_mut()
+                    .find(|(f, i, _)| *f == field && *i == index)
+                {
+                    Some((_, _, messages)) => messages.push(&error.message),
+                    None => refused.push((field, index, vec![&error.message])),
+                }
+            }
+            refused.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+            for (field, index, messages) in refused {
                 let Some(Value::Array(items)) = policy.get_mut(field) else {
                     continue;
                 };
@@ -639,16 +652,16 @@ impl Importer {
                 let item = items.remove(index);
                 removed = true;
                 let value = item.as_str().unwrap_or_default().to_owned();
-                let key = if field == "allow_origin_regexes" {
-                    format!("r:{value}")
-                } else {
-                    format!("o:{value}")
+                let key = match field {
+                    "allow_origin_regexes" => format!("r:{value}"),
+                    "allow_origins" => format!("o:{value}"),
+                    _ => String::new(),
                 };
                 let source = from
                     .get(&key)
                     .cloned()
-                    .unwrap_or_else(|| format!("{path} ({field})"));
-                self.warn(source, format!("{}: not imported", error.message));
+                    .unwrap_or_else(|| format!("{path} ({field}: {value:?})"));
+                self.warn(source, format!("{}: not imported", messages.join("; ")));
             }
             let no_origin = policy
                 .get("allow_origins")
