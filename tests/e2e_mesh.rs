@@ -16,7 +16,7 @@
 //! - sidecar outbound: a VirtualService for a mesh service (virtual host `<service fqdn>:<port>`),
 //!   and a service with none (route `default`, no metadata);
 //! - sidecar inbound: virtual host `inbound|http|<port>`, route `default` (no name before Istio
-//!   1.24), no metadata;
+//!   1.24: both are here), no metadata;
 //! - a Gateway API HTTPRoute: route `<ns>.<name>.<rule index>` for a rule without a name, the
 //!   rule's name otherwise; its `istio.config` names the VirtualService Istio generates.
 //!
@@ -78,6 +78,8 @@ rules:
 - match: { virtual_service: shop/reviews }
   policy: mesh
 - match: { virtual_host: "inbound|http|8080" }
+  policy: inbound
+- match: { virtual_host: "inbound|http|9080" }
   policy: inbound
 - match: { http_route: shop/catalog-api }
   policy: gateway-api
@@ -183,6 +185,14 @@ fn mesh_routes() -> Value {
                 route(Some("checkout"), "/checkout/", Some(&generated)),
                 route(Some("shop.catalog-api.0"), "/", Some(&generated)),
             ]),
+            // Sidecar inbound before Istio 1.24: the route has no name. (Istio gives each inbound
+            // port its own listener with a wildcard virtual host; here all shapes share one
+            // listener, so this one answers a host of its own. The filter sees only the names.)
+            vhost(
+                "inbound|http|9080",
+                &["reviews.inbound.test"],
+                vec![route(None, "/", None)],
+            ),
             // Sidecar inbound: one wildcard virtual host per port, route `default`, no metadata.
             vhost("inbound|http|8080", &["*"], vec![route(Some("default"), "/", None)]),
         ]
@@ -519,6 +529,15 @@ fn each_route_shape_istio_generates_picks_its_policy() {
             None,
             "https://shop.example.com",
         ),
+        // Sidecar inbound, the route without a name of Istio before 1.24.
+        (
+            "reviews.inbound.test",
+            "/reviews/1",
+            "https://inbound.example.com",
+            "GET, PUT",
+            None,
+            "https://reviews-ui.example.com",
+        ),
     ];
     for (host, path, origin, methods, max_age, other) in cases {
         let r = mesh.send(&Req::preflight(path, origin, "GET").host(host));
@@ -545,7 +564,7 @@ fn each_route_shape_istio_generates_picks_its_policy() {
             ("cors.partner.preflight_allowed", 2),
             ("cors.catalog.preflight_allowed", 2),
             ("cors.mesh.preflight_allowed", 2),
-            ("cors.inbound.preflight_allowed", 1),
+            ("cors.inbound.preflight_allowed", 2),
             ("cors.gateway-api.preflight_allowed", 1),
             ("cors.default.preflight_allowed", 3),
         ],
@@ -555,7 +574,7 @@ fn each_route_shape_istio_generates_picks_its_policy() {
         ("cors.partner.preflight_allowed", 2),
         ("cors.catalog.preflight_allowed", 2),
         ("cors.mesh.preflight_allowed", 2),
-        ("cors.inbound.preflight_allowed", 1),
+        ("cors.inbound.preflight_allowed", 2),
         ("cors.gateway-api.preflight_allowed", 1),
         ("cors.default.preflight_allowed", 3),
     ] {
