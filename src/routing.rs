@@ -55,12 +55,12 @@ pub trait FactSource<'a> {
 
 /// Facts known up front: the CLI's arguments, a test's or a fuzz input's values. A fact not
 /// given is absent.
-#[derive(Debug, Clone, Default)]
-pub struct Known<'a>([Option<Cow<'a, [u8]>>; RouteFact::COUNT]);
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a>([Option<&'a [u8]>; RouteFact::COUNT]);
 
 impl<'a> FactSource<'a> for Known<'a> {
     fn read(&mut self, fact: RouteFact) -> Option<Cow<'a, [u8]>> {
-        self.0[fact as usize].take()
+        self.0[fact as usize].map(Cow::Borrowed)
     }
 }
 
@@ -81,7 +81,7 @@ impl<'a> Known<'a> {
 
     /// These facts with `fact` given as `value`, or absent for `None`.
     pub fn with_optional(mut self, fact: RouteFact, value: Option<&'a [u8]>) -> Self {
-        self.0[fact as usize] = value.map(Cow::Borrowed);
+        self.0[fact as usize] = value;
         self
     }
 }
@@ -94,12 +94,15 @@ impl<'a> RouteFacts<'a, Known<'a>> {
 
     /// The same facts with `fact` given as `value` ([`Known::with`]).
     pub fn with<V: AsRef<[u8]> + ?Sized>(self, fact: RouteFact, value: &'a V) -> Self {
-        RouteFacts::new(self.source.with(fact, value))
+        self.with_optional(fact, Some(value.as_ref()))
     }
 
-    /// The same facts with `fact` given as `value`, or absent for `None`.
-    pub fn with_optional(self, fact: RouteFact, value: Option<&'a [u8]>) -> Self {
-        RouteFacts::new(self.source.with_optional(fact, value))
+    /// The same facts with `fact` given as `value`, or absent for `None` (built in place: a
+    /// chain of these costs no copies of the whole set).
+    pub fn with_optional(mut self, fact: RouteFact, value: Option<&'a [u8]>) -> Self {
+        self.source.0[fact as usize] = value;
+        self.read[fact as usize] = None;
+        self
     }
 }
 
