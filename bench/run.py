@@ -576,7 +576,8 @@ def markdown(results: dict) -> str:
         "",
         f"Run: {results['date']}, {a['rounds']} rounds × {a['duration']} s per run, "
         f"wrk `-t1 -c{a['connections']}`; load average (1/5/15 min) before each round: "
-        + "; ".join(results["load"]) + f"; after: {results['load_after']}. Other programs "
+        + "; ".join(results["load"]) + f"; after: {results['load_after']} (the benchmark's own "
+        "Envoy and wrk keep it near 1 during the rounds). Other programs "
         "used at most " + f"{max(results.get('foreign_cpu') or [0]):.1%} of a CPU in any round.",
         f"Machine: {results['machine']}.",
         "",
@@ -621,11 +622,12 @@ def markdown(results: dict) -> str:
                    f"| {t['got']:.3f}× | {'met' if t['met'] else '**not met**'} "
                    f"| {t['empty_vs_baseline']:.2f}× | {ratio_cell(t.get('spec_calls_vs_baseline'))} "
                    + ratio_cell(limit))
-    out += ["", "Per-run requests/s (to judge the noise):", "", "| filter | scenario | runs |",
-            "|---|---|---|"]
-    for v in VARIANTS:
-        for sc in SCENARIOS:
-            out.append(f"| {v} | {sc} | {', '.join(f'{x:,}' for x in med[v][sc]['rps_runs'])} |")
+    spreads = sorted(((max(m["rps_runs"]) - min(m["rps_runs"])) / m["rps"], v, sc)
+                     for v, by_scenario in med.items() for sc, m in by_scenario.items())
+    widest, wv, wsc = spreads[-1]
+    out += ["", f"Noise: the runs of one filter and scenario differ by {spreads[len(spreads) // 2][0]:.1%} "
+            f"(median over filters and scenarios) and at most {widest:.1%} ({wv}, {wsc}); every run's "
+            "figures are in `build/bench/results.json`."]
     out += ["", "![throughput](bench/throughput.png)", "",
             f"Module sizes loaded in this run: ours {results['wasm_bytes']['ours']:,} bytes, "
             f"empty filter {results['wasm_bytes']['empty']:,} bytes, spec-calls "
@@ -633,14 +635,10 @@ def markdown(results: dict) -> str:
             + (f", dynamic module {results['wasm_bytes']['dm']:,} bytes" if "dm" in results["wasm_bytes"]
                else "") + ".", ""]
     if results["criterion"]:
-        out += ["Engine (criterion medians, `cargo bench --bench engine`, native, bench profile "
-                "= release profile):", "", "| benchmark | median | measured |", "|---|---|---|"]
-        out += [f"| {r['id']} | {fmt_ns(r['median_ns'])} | {r['measured']} |"
-                for r in results["criterion"]]
-        out.append("")
-    out += ["`policy loaded` lines of this run's Envoy log (each plugin is configured on the main "
-            "thread, twice, then on the worker):", "", "```"] + results["configure_log"] + [
-            "```", "", MARK_END]
+        out += criterion_table(results["criterion"])
+    out += [f"Envoy logged {len(results['configure_log'])} `policy loaded` lines in this run (the "
+            "configure times of every plugin, with their timestamps, are in `build/bench/results.json`).",
+            "", MARK_END]
     return "\n".join(out)
 
 
@@ -667,6 +665,31 @@ def dm_markdown(results: dict) -> list[str]:
                    f"| ≥ {t['target']:.2f}× | {t['got']:.3f}× "
                    f"| {'met' if t['met'] else '**not met**'} | " + ratio_cell(t.get("bound")))
     return out
+
+
+def criterion_table(rows: list[dict]) -> list[str]:
+    """Criterion medians: the per-request decisions as one row per scenario and a column per
+    policy size, every other benchmark as a row of its own."""
+    when = max(r["measured"] for r in rows)
+    out = [f"Engine (criterion medians, `cargo bench --bench engine`, native, bench profile = release "
+           f"profile; measured up to {when}):", "",
+           "| benchmark | " + " | ".join(f"{n:,} origins" for n in SIZES) + " |",
+           "|---|" + "---|" * len(SIZES)]
+    decide = {}
+    others = []
+    for r in rows:
+        group, _, rest = r["id"].partition("/")
+        name, _, size = rest.rpartition("/")
+        if group == "decide" and size.isdigit():
+            decide.setdefault(name, {})[int(size)] = r["median_ns"]
+        else:
+            others.append(r)
+    for name, by_size in decide.items():
+        out.append(f"| decide/{name} | "
+                   + " | ".join(fmt_ns(by_size[n]) if n in by_size else "–" for n in SIZES) + " |")
+    out += ["", "| benchmark | median |", "|---|---|"]
+    out += [f"| {r['id']} | {fmt_ns(r['median_ns'])} |" for r in others]
+    return out + [""]
 
 
 def ratio_cell(ratio: float | None) -> str:
