@@ -125,6 +125,18 @@ pub struct LocalReply<'a> {
     pub headers: ReplyHeaders<'a>,
 }
 
+impl LocalReply<'_> {
+    /// Envoy's response code details for this reply (in access logs as `%RESPONSE_CODE_DETAILS%`).
+    #[inline]
+    pub fn details(&self) -> &'static str {
+        if self.status == 403 {
+            "cors_preflight_denied"
+        } else {
+            "cors_preflight_allowed"
+        }
+    }
+}
+
 /// The headers of a [`LocalReply`]: lower-case names, values borrowed where possible.
 pub type ReplyHeaders<'a> = Vec<(&'static str, Cow<'a, [u8]>)>;
 
@@ -554,6 +566,27 @@ fn merge_vary(headers: &[(&[u8], &[u8])]) -> Option<HeaderEdit> {
     }
     merged.extend_from_slice(b"Origin");
     Some(HeaderEdit::Set(VARY, merged))
+}
+
+/// Logs a counted decision at debug level, as both shims do: every decision of a policy with
+/// `debug` on, and every denial (the line [`describe`] writes). Nothing is formatted unless the
+/// debug level is enabled.
+#[inline]
+pub fn log_decision(config: &Config, request: &Request, outcome: &Outcome) {
+    if outcome.counter.is_none() && !outcome.unknown_policy {
+        return;
+    }
+    let debug = outcome
+        .policy
+        .and_then(|i| config.policy(i))
+        .is_some_and(|p| p.debug);
+    let denied = matches!(
+        outcome.counter,
+        Some(Counter::PreflightDenied(_) | Counter::ActualDenied)
+    );
+    if (debug || denied) && log::log_enabled!(log::Level::Debug) {
+        log::debug!("{}", describe(config, request, outcome));
+    }
 }
 
 /// The one-line description of a decision, for debug logs and the CLI.

@@ -255,19 +255,7 @@ impl HttpContext for CorsHttp {
         };
         let outcome = engine::decide(&state.config, &selection, &request);
         state.count(&outcome);
-        if outcome.counter.is_some() || outcome.unknown_policy {
-            let debug = outcome
-                .policy
-                .and_then(|i| state.config.policy(i))
-                .is_some_and(|p| p.debug);
-            let denied = matches!(
-                outcome.counter,
-                Some(Counter::PreflightDenied(_) | Counter::ActualDenied)
-            );
-            if (debug || denied) && log::log_enabled!(log::Level::Debug) {
-                log::debug!("{}", engine::describe(&state.config, &request, &outcome));
-            }
-        }
+        engine::log_decision(&state.config, &request, &outcome);
         match outcome.action {
             engine::Action::Untouched => Action::Continue,
             engine::Action::Forward(plan) => {
@@ -275,11 +263,7 @@ impl HttpContext for CorsHttp {
                 Action::Continue
             }
             engine::Action::Reply(reply) => {
-                let details = if reply.status == 403 {
-                    "cors_preflight_denied"
-                } else {
-                    "cors_preflight_allowed"
-                };
+                let details = reply.details();
                 if host::send_local_response(reply.status, &reply.headers, details) {
                     self.replied = true;
                     Action::Pause

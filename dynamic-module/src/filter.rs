@@ -189,19 +189,7 @@ impl Filter {
         };
         let outcome = engine::decide(&state.config, &selection, &request);
         state.count(host, &outcome);
-        if outcome.counter.is_some() || outcome.unknown_policy {
-            let debug = outcome
-                .policy
-                .and_then(|i| state.config.policy(i))
-                .is_some_and(|p| p.debug);
-            let denied = matches!(
-                outcome.counter,
-                Some(Counter::PreflightDenied(_) | Counter::ActualDenied)
-            );
-            if (debug || denied) && log::log_enabled!(log::Level::Debug) {
-                log::debug!("{}", engine::describe(&state.config, &request, &outcome));
-            }
-        }
+        engine::log_decision(&state.config, &request, &outcome);
         match outcome.action {
             engine::Action::Untouched => Next::Continue,
             engine::Action::Forward(plan) => {
@@ -209,11 +197,7 @@ impl Filter {
                 Next::Continue
             }
             engine::Action::Reply(reply) => {
-                let details = if reply.status == 403 {
-                    "cors_preflight_denied"
-                } else {
-                    "cors_preflight_allowed"
-                };
+                let details = reply.details();
                 let headers: Vec<(&str, &[u8])> = reply
                     .headers
                     .iter()
