@@ -76,6 +76,19 @@ pub enum Counter {
     ActualDenied,
 }
 
+/// The name of the counter of requests whose route names a policy that does not exist.
+pub const UNKNOWN_POLICY_COUNTER: &str = "cors.unknown_policy";
+
+/// The names of every policy's counters (`cors.<policy>.<counter>`), in the order the shims
+/// index them: policy by policy, each in [`Counter::ALL`] order ([`Counter::index`]).
+pub fn counter_names(config: &Config) -> impl Iterator<Item = String> + '_ {
+    config.policies.iter().flat_map(|p| {
+        Counter::ALL
+            .iter()
+            .map(move |c| format!("cors.{}.{}", p.name, c.suffix()))
+    })
+}
+
 impl Counter {
     pub const PER_POLICY: usize = 7;
     pub const ALL: [Counter; Counter::PER_POLICY] = [

@@ -68,19 +68,13 @@ struct State {
 
 impl State {
     fn new(config: Config) -> Self {
-        let metrics = config
-            .policies
-            .iter()
-            .flat_map(|p| {
-                Counter::ALL
-                    .iter()
-                    .map(move |c| Metric::define(&format!("cors.{}.{}", p.name, c.suffix())))
-            })
+        let metrics = engine::counter_names(&config)
+            .map(|name| Metric::define(&name))
             .collect();
         State {
             config,
             metrics,
-            unknown_policy: Metric::define("cors.unknown_policy"),
+            unknown_policy: Metric::define(engine::UNKNOWN_POLICY_COUNTER),
             unknown_names_logged: RefCell::new(HashSet::new()),
         }
     }
@@ -125,38 +119,15 @@ impl RootContext for CorsRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         host::refresh_log_level();
         let document = host::plugin_configuration();
-        let text = String::from_utf8_lossy(&document);
-        match policy::load(&text) {
-            Ok(loaded) => {
-                for warning in &loaded.warnings {
-                    log::warn!("cors-proxy-wasm: policy warning: {warning}");
-                }
-                log::info!(
-                    "cors-proxy-wasm: policy loaded ({} policies, {} rules)",
-                    loaded.config.policies.len(),
-                    loaded.config.rules.len()
-                );
-                if let Some(old) = self.state.take() {
-                    old.flush();
-                }
-                self.state = Some(Rc::new(State::new(loaded.config)));
-                host::set_tick_period_ms(FLUSH_PERIOD_MS);
-                true
-            }
-            Err(rejected) => {
-                for warning in &rejected.warnings {
-                    log::warn!("cors-proxy-wasm: policy warning: {warning}");
-                }
-                for error in &rejected.errors {
-                    log::error!("cors-proxy-wasm: invalid policy: {error}");
-                }
-                log::error!(
-                    "cors-proxy-wasm: policy rejected with {} error(s); the configuration is refused",
-                    rejected.errors.len()
-                );
-                false
-            }
+        let Some(config) = policy::load_logged(&document) else {
+            return false;
+        };
+        if let Some(old) = self.state.take() {
+            old.flush();
         }
+        self.state = Some(Rc::new(State::new(config)));
+        host::set_tick_period_ms(FLUSH_PERIOD_MS);
+        true
     }
 
     fn on_tick(&mut self) {

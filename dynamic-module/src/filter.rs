@@ -36,57 +36,24 @@ impl State {
         document: &[u8],
         mut define_counter: impl FnMut(&str) -> Option<usize>,
     ) -> Result<State, Refused> {
-        let text = String::from_utf8_lossy(document);
-        match policy::load(&text) {
-            Ok(loaded) => {
-                for warning in &loaded.warnings {
-                    log::warn!("cors-proxy-wasm: policy warning: {warning}");
-                }
-                log::info!(
-                    "cors-proxy-wasm: policy loaded ({} policies, {} rules)",
-                    loaded.config.policies.len(),
-                    loaded.config.rules.len()
-                );
-                let mut define = |name: String| {
-                    let id = define_counter(&name);
-                    if id.is_none() {
-                        log::warn!("cors-proxy-wasm: could not define metric {name}");
-                    }
-                    id
-                };
-                let counters = loaded
-                    .config
-                    .policies
-                    .iter()
-                    .flat_map(|p| {
-                        Counter::ALL
-                            .iter()
-                            .map(move |c| format!("cors.{}.{}", p.name, c.suffix()))
-                    })
-                    .map(&mut define)
-                    .collect();
-                let unknown_policy = define("cors.unknown_policy".to_owned());
-                Ok(State {
-                    config: loaded.config,
-                    counters,
-                    unknown_policy,
-                    unknown_names_logged: Mutex::new(HashSet::new()),
-                })
+        let config = policy::load_logged(document).ok_or(Refused)?;
+        let mut define = |name: &str| {
+            let id = define_counter(name);
+            if id.is_none() {
+                log::warn!("cors-proxy-wasm: could not define metric {name}");
             }
-            Err(rejected) => {
-                for warning in &rejected.warnings {
-                    log::warn!("cors-proxy-wasm: policy warning: {warning}");
-                }
-                for error in &rejected.errors {
-                    log::error!("cors-proxy-wasm: invalid policy: {error}");
-                }
-                log::error!(
-                    "cors-proxy-wasm: policy rejected with {} error(s); the configuration is refused",
-                    rejected.errors.len()
-                );
-                Err(Refused)
-            }
-        }
+            id
+        };
+        let counters = engine::counter_names(&config)
+            .map(|name| define(&name))
+            .collect();
+        let unknown_policy = define(engine::UNKNOWN_POLICY_COUNTER);
+        Ok(State {
+            config,
+            counters,
+            unknown_policy,
+            unknown_names_logged: Mutex::new(HashSet::new()),
+        })
     }
 
     fn count(&self, host: &impl Host, outcome: &Outcome) {

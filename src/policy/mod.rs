@@ -14,6 +14,38 @@ use std::fmt;
 
 use crate::lookup::NameSet;
 pub use document::load;
+
+/// Loads a policy document as both shims do when Envoy configures them: warnings at `warn`, the
+/// loaded policy at `info`; on errors, each error with its path at `error`, then one line saying
+/// the configuration is refused. `None` when it is refused.
+pub fn load_logged(document: &[u8]) -> Option<Config> {
+    match load(&String::from_utf8_lossy(document)) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                log::warn!("cors-proxy-wasm: policy warning: {warning}");
+            }
+            log::info!(
+                "cors-proxy-wasm: policy loaded ({} policies, {} rules)",
+                loaded.config.policies.len(),
+                loaded.config.rules.len()
+            );
+            Some(loaded.config)
+        }
+        Err(rejected) => {
+            for warning in &rejected.warnings {
+                log::warn!("cors-proxy-wasm: policy warning: {warning}");
+            }
+            for error in &rejected.errors {
+                log::error!("cors-proxy-wasm: invalid policy: {error}");
+            }
+            log::error!(
+                "cors-proxy-wasm: policy rejected with {} error(s); the configuration is refused",
+                rejected.errors.len()
+            );
+            None
+        }
+    }
+}
 use origin::OriginMatcher;
 
 /// `Vary` of every preflight reply: the answer depends on all three request headers.
