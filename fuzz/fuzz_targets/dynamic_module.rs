@@ -14,28 +14,8 @@ use cors_proxy::filter::{Filter, Next, State};
 use cors_proxy::mock::MockHost;
 use libfuzzer_sys::fuzz_target;
 
-const DOC: &str = r#"{
-  "default": { "allow_origins": ["https://app.example.com", "http://localhost:*", "null"],
-               "allow_methods": ["PUT", "DELETE"], "allow_headers": ["content-type"],
-               "expose_headers": ["x-total"], "max_age": 600 },
-  "policies": {
-    "partner": { "allow_origins": ["https://*.partner.example"], "allow_credentials": true,
-                 "allow_headers": ["*", "authorization"], "allow_methods": ["*"],
-                 "allow_private_network": true, "debug": true },
-    "public":  { "allow_origins": ["*"], "allow_methods": ["GET"], "expose_headers": ["*"] },
-    "regex":   { "allow_origins": [], "allow_origin_regexes": ["https://[a-z]+\\.regex\\.example(:[0-9]{1,5})?"],
-                 "unmatched_preflights": "forward", "upstream_cors_headers": "keep" },
-    "report":  { "allow_origins": ["https://app.example.com"], "mode": "report" }
-  },
-  "rules": [
-    { "match": { "route": "partner-api" }, "policy": "partner" },
-    { "match": { "virtual_host": "public-vh" }, "policy": "public" },
-    { "match": { "virtual_service": "shop/storefront" }, "policy": "public" },
-    { "match": { "host": "*.regex.example", "path_prefix": "/r/" }, "policy": "regex" },
-    { "match": { "host": "report.example" }, "policy": "report" },
-    { "match": { "path_prefix": "/off/" }, "policy": null }
-  ]
-}"#;
+/// The full-form policy both whole-path targets run (every field, every rule key).
+const DOC: &str = include_str!("../policy.json");
 
 /// The loaded state and how many counters it defined.
 fn state() -> &'static (State, usize) {

@@ -4,7 +4,7 @@
 //!
 //! Input: lines. The first is the method; `name:value` lines set request headers (names
 //! compared case-insensitively, repeated ones joined with `,` as the filter does), the pseudo
-//! headers `:authority`/`:path`, the route facts `@meta`/`@route`/`@vhost`; `<name:value`
+//! headers `:authority`/`:path`, the route facts `@meta`/`@istio`/`@route`/`@vhost`; `<name:value`
 //! lines are response headers.
 #![no_main]
 
@@ -15,28 +15,8 @@ use cors_proxy_wasm::policy::{self, Config, Mode};
 use cors_proxy_wasm::routing::{self, Reason, RouteFact, RouteFacts, Selection};
 use libfuzzer_sys::fuzz_target;
 
-const DOC: &str = r#"{
-  "default": { "allow_origins": ["https://app.example.com", "http://localhost:*", "null"],
-               "allow_methods": ["PUT", "DELETE"], "allow_headers": ["content-type"],
-               "expose_headers": ["x-total"], "max_age": 600 },
-  "policies": {
-    "partner": { "allow_origins": ["https://*.partner.example"], "allow_credentials": true,
-                 "allow_headers": ["*", "authorization"], "allow_methods": ["*"],
-                 "allow_private_network": true, "debug": true },
-    "public":  { "allow_origins": ["*"], "allow_methods": ["GET"], "expose_headers": ["*"] },
-    "regex":   { "allow_origins": [], "allow_origin_regexes": ["https://[a-z]+\\.regex\\.example(:[0-9]{1,5})?"],
-                 "unmatched_preflights": "forward", "upstream_cors_headers": "keep" },
-    "report":  { "allow_origins": ["https://app.example.com"], "mode": "report",
-                 "preflight_status": 200 }
-  },
-  "rules": [
-    { "match": { "route": "partner-api" }, "policy": "partner" },
-    { "match": { "virtual_host": "public-vh" }, "policy": "public" },
-    { "match": { "host": "*.regex.example", "path_prefix": "/r/" }, "policy": "regex" },
-    { "match": { "host": "report.example" }, "policy": "report" },
-    { "match": { "path_prefix": "/off/" }, "policy": null }
-  ]
-}"#;
+/// The full-form policy both whole-path targets run (every field, every rule key).
+const DOC: &str = include_str!("../policy.json");
 
 fn config() -> &'static Config {
     static C: OnceLock<Config> = OnceLock::new();
@@ -101,6 +81,7 @@ fuzz_target!(|data: &[u8]| {
     let meta = parsed.get(b"@meta");
     let route = parsed.get(b"@route");
     let vhost = parsed.get(b"@vhost");
+    let istio = parsed.get(b"@istio");
     let authority = parsed.get(b":authority");
     let path = parsed.get(b":path");
     let _ = routing::authority_host(authority.as_deref().unwrap_or_default());
@@ -108,6 +89,7 @@ fuzz_target!(|data: &[u8]| {
         .with_optional(RouteFact::MetadataPolicy, meta.as_deref())
         .with_optional(RouteFact::RouteName, route.as_deref())
         .with_optional(RouteFact::VirtualHost, vhost.as_deref())
+        .with_optional(RouteFact::IstioConfig, istio.as_deref())
         .with_optional(RouteFact::Authority, authority.as_deref())
         .with_optional(RouteFact::Path, path.as_deref());
     let choice = config.select(&mut facts);
