@@ -370,20 +370,6 @@ fn write_ecds(path: &Path, version: u64, extension: &Value) {
     std::fs::rename(&tmp, path).expect("rename ecds");
 }
 
-fn cluster(name: &str, port: u16) -> Value {
-    json!({
-        "name": name,
-        "connect_timeout": "1s",
-        "type": "STATIC",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
-                "socket_address": { "address": "127.0.0.1", "port_value": port }
-            } } }] }]
-        }
-    })
-}
-
 fn start_default() -> Mesh {
     let policy = plugin_config_json(PLUGIN_CONFIG);
     Mesh::start(

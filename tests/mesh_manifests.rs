@@ -4,6 +4,8 @@
 //! route, virtual host or resource the shipped manifests make Istio generate, choosing the policy
 //! the comments promise.
 
+mod fixtures;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -172,27 +174,6 @@ fn a_placeholder_image_cannot_deny_a_whole_gateway() {
     }
 }
 
-/// Istio's Envoy route names for a VirtualService: `http[].name`, and `http[].name.<match name>`
-/// for each named match.
-fn virtual_service_routes(vs: &Value) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for http in vs["spec"]["http"].as_array().expect("spec.http") {
-        let Some(name) = http["name"].as_str() else {
-            continue;
-        };
-        let matches = http["match"].as_array().cloned().unwrap_or_default();
-        if matches.is_empty() || matches.iter().any(|m| m["name"].is_null()) {
-            names.insert(name.to_owned());
-        }
-        for m in &matches {
-            if let Some(match_name) = m["name"].as_str() {
-                names.insert(format!("{name}.{match_name}"));
-            }
-        }
-    }
-    names
-}
-
 /// Istio's Envoy route names for an HTTPRoute: the rule's name, else `<ns>.<name>.<index>`.
 fn http_route_routes(route: &Value) -> Vec<String> {
     let ns = route["metadata"]["namespace"].as_str().expect("namespace");
@@ -333,7 +314,7 @@ fn every_rule_names_a_generated_route_and_picks_the_documented_policy() {
         vs["metadata"]["name"].as_str().expect("name")
     );
     let config = plugin_config(&docs, "envoy/istio/wasmplugin.yaml");
-    let routes = virtual_service_routes(vs);
+    let routes = fixtures::istio_route_names(vs);
     let rules: Vec<&str> = config
         .rules
         .iter()

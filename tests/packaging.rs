@@ -17,6 +17,7 @@
 //!
 //! Needs `ENVOY_BIN`, `CORS_WASM` and `CORS_NATIVE` (`make test`); fails loudly without them.
 
+mod fixtures;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -235,30 +236,6 @@ fn cli_check_accepts_every_istio_plugin_config() {
     );
 }
 
-/// Istio's Envoy route names for a VirtualService: `http[].name`, and `http[].name.<match name>`
-/// for each named match.
-fn istio_route_names(virtual_service: &Value) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for http in virtual_service["spec"]["http"]
-        .as_array()
-        .expect("spec.http")
-    {
-        let Some(name) = http["name"].as_str() else {
-            continue;
-        };
-        let matches = http["match"].as_array().cloned().unwrap_or_default();
-        if matches.is_empty() || matches.iter().any(|m| m["name"].is_null()) {
-            names.insert(name.to_owned());
-        }
-        for m in &matches {
-            if let Some(match_name) = m["name"].as_str() {
-                names.insert(format!("{name}.{match_name}"));
-            }
-        }
-    }
-    names
-}
-
 #[test]
 fn istio_wasmplugin_runs_in_authn_and_names_virtualservice_routes() {
     let dir = repo_root().join("envoy/istio");
@@ -280,7 +257,7 @@ fn istio_wasmplugin_runs_in_authn_and_names_virtualservice_routes() {
         "url: {}",
         plugin["spec"]["url"]
     );
-    let routes = istio_route_names(&service);
+    let routes = fixtures::istio_route_names(&service);
     assert_eq!(
         routes.iter().map(String::as_str).collect::<Vec<_>>(),
         ["assets", "internal", "partner-api", "partner-api.v1", "web"]

@@ -334,7 +334,8 @@ pub fn wasm_filter(wasm: &Path, policy: &str) -> Value {
     })
 }
 
-fn cluster(name: &str, port: u16) -> Value {
+/// A static cluster of one endpoint on 127.0.0.1.
+pub fn cluster(name: &str, port: u16) -> Value {
     json!({
         "name": name,
         "connect_timeout": "1s",
