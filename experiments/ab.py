@@ -4,7 +4,8 @@ alternating rounds (the set-up of bench/run.py, for comparing variants of a modu
 
 Each listener is `none`, `native` (Envoy's CORS filter with the bench policy), or
 `NAME=FILE.wasm` (the bench policy as plugin configuration) or `NAME=FILE.wasm@CONFIG` (CONFIG
-as plugin configuration, e.g. for experiments/host-call-probe). `--direct` answers on the listener
+as plugin configuration, e.g. for experiments/host-call-probe); a `FILE.so` is loaded as a
+dynamic module (dist/libcors_proxy.so or a variant of it) with the same configuration. `--direct` answers on the listener
 itself with a direct_response instead of proxying upstream, which takes the upstream hop (about
 half the time of a request here) out of the measurement, so filter costs stand out.
 
@@ -34,11 +35,15 @@ def listener(name: str, spec: str, port: int, origins: int, direct: bool) -> dic
         out = bench.variant_listener(variant, port, {})
     else:
         path, sep, config = spec.partition("@")
-        wasm = bench.wasm_file("-", Path(path), "a .wasm file")
+        module = bench.wasm_file("-", Path(path), "a .wasm or .so file")
         configuration = config if sep else bench.our_policy(origins)
         vhost = {"name": name, "domains": ["*"],
                  "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}
-        out = bench.listener(name, port, vhost, [bench.wasm_filter(name, wasm, configuration)])
+        if module.suffix == ".so":
+            flt = bench.dynamic_module_filter(module, configuration)
+        else:
+            flt = bench.wasm_filter(name, module, configuration)
+        out = bench.listener(name, port, vhost, [flt])
     out["name"] = name
     if direct:
         hcm = out["filter_chains"][0]["filters"][0]["typed_config"]
@@ -50,7 +55,7 @@ def listener(name: str, spec: str, port: int, origins: int, direct: bool) -> dic
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("listeners", nargs="+", help="none | native | NAME=FILE.wasm[@CONFIG]")
+    p.add_argument("listeners", nargs="+", help="none | native | NAME=FILE.wasm|FILE.so[@CONFIG]")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--duration", type=int, default=2, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=16)
@@ -66,7 +71,7 @@ def main() -> None:
             bench.die(f"unknown scenario {sc!r} (known: {', '.join(bench.SCENARIOS)})")
     specs = [(s, s) if s in ("none", "native") else tuple(s.split("=", 1)) for s in args.listeners]
     if any(len(s) != 2 for s in specs):
-        bench.die("each listener is none, native or NAME=FILE.wasm[@CONFIG]")
+        bench.die("each listener is none, native or NAME=FILE.wasm|FILE.so[@CONFIG]")
     for tool in ("wrk", "taskset"):
         bench.find_tool(tool)
 

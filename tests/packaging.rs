@@ -1164,23 +1164,19 @@ fn dynamic_module_symbols_match_the_envoy_it_is_built_for() {
             "metrics_exact_names_and_counts",
         ),
         (
-            "envoy_dynamic_module_callback_http_get_header",
-            "every preflight and actual request test",
-        ),
-        (
             "envoy_dynamic_module_callback_http_get_headers_size",
-            "vary_merged_with_upstream_vary",
+            "every request test (request headers), vary_merged_with_upstream_vary (response)",
         ),
         (
             "envoy_dynamic_module_callback_http_get_headers",
-            "vary_merged_across_repeated_upstream_vary_lines",
+            "repeated_headers (request), vary_merged_across_repeated_upstream_vary_lines (response)",
         ),
         (
             "envoy_dynamic_module_callback_http_set_header",
             "upstream_cors_headers_replaced (sets and removes)",
         ),
         (
-            "envoy_dynamic_module_callback_http_send_response",
+            "envoy_dynamic_module_callback_http_send_response_headers",
             "preflight_allowed_sends_every_header",
         ),
         (

@@ -134,14 +134,6 @@ extern "C" {
         value: u64,
     ) -> u32;
 
-    pub fn envoy_dynamic_module_callback_http_get_header(
-        filter_envoy_ptr: EnvoyPtr,
-        header_type: u32,
-        key: ModuleBuffer,
-        result_buffer: *mut EnvoyBuffer,
-        index: usize,
-        optional_size: *mut usize,
-    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_get_headers_size(
         filter_envoy_ptr: EnvoyPtr,
         header_type: u32,
@@ -158,13 +150,11 @@ extern "C" {
         value: ModuleBuffer,
     ) -> bool;
 
-    pub fn envoy_dynamic_module_callback_http_send_response(
+    pub fn envoy_dynamic_module_callback_http_send_response_headers(
         filter_envoy_ptr: EnvoyPtr,
-        status_code: u32,
         headers_vector: *const HttpHeader,
         headers_vector_size: usize,
-        body: ModuleBuffer,
-        details: ModuleBuffer,
+        end_stream: bool,
     );
 
     pub fn envoy_dynamic_module_callback_http_get_metadata_string(

@@ -100,13 +100,55 @@ pub enum Next {
     Stop,
 }
 
-/// Where the module's route facts come from: route attributes and metadata, and the request's
-/// pseudo headers.
-struct HostFacts<'h, H: Host> {
-    host: &'h H,
+/// The request headers the filter reads, taken from one read of the whole map (one callback into
+/// Envoy instead of one per name). Names arrive lower case; repeated headers are joined with `,`
+/// as the proxy-wasm host joins them.
+#[derive(Default)]
+struct RequestHeaders<'h> {
+    method: Option<Cow<'h, [u8]>>,
+    origin: Option<Cow<'h, [u8]>>,
+    acrm: Option<Cow<'h, [u8]>>,
+    acrh: Option<Cow<'h, [u8]>>,
+    acrpn: Option<Cow<'h, [u8]>>,
+    authority: Option<Cow<'h, [u8]>>,
+    path: Option<Cow<'h, [u8]>>,
 }
 
-impl<'h, H: Host> FactSource<'h> for HostFacts<'h, H> {
+impl<'h> RequestHeaders<'h> {
+    fn of(headers: &[(&'h [u8], &'h [u8])]) -> RequestHeaders<'h> {
+        let mut out = RequestHeaders::default();
+        for &(name, value) in headers {
+            let slot = match name {
+                b":method" => &mut out.method,
+                b"origin" => &mut out.origin,
+                b"access-control-request-method" => &mut out.acrm,
+                b"access-control-request-headers" => &mut out.acrh,
+                b"access-control-request-private-network" => &mut out.acrpn,
+                b":authority" => &mut out.authority,
+                b":path" => &mut out.path,
+                _ => continue,
+            };
+            match slot {
+                None => *slot = Some(Cow::Borrowed(value)),
+                Some(joined) => {
+                    let joined = joined.to_mut();
+                    joined.push(b',');
+                    joined.extend_from_slice(value);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Where the module's route facts come from: route attributes and metadata, and the request's
+/// pseudo headers.
+struct HostFacts<'h, 'r, H: Host> {
+    host: &'h H,
+    request: &'r RequestHeaders<'h>,
+}
+
+impl<'h, H: Host> FactSource<'h> for HostFacts<'h, '_, H> {
     fn read(&mut self, fact: RouteFact) -> Option<Cow<'h, [u8]>> {
         let host = self.host;
         match fact {
@@ -116,8 +158,8 @@ impl<'h, H: Host> FactSource<'h> for HostFacts<'h, H> {
                 .attribute(Attribute::VirtualHostName)
                 .map(Cow::Borrowed),
             RouteFact::IstioConfig => host.route_metadata("istio", "config").map(Cow::Borrowed),
-            RouteFact::Authority => host.header(Headers::Request, b":authority"),
-            RouteFact::Path => host.header(Headers::Request, b":path"),
+            RouteFact::Authority => self.request.authority.clone(),
+            RouteFact::Path => self.request.path.clone(),
         }
     }
 }
@@ -137,22 +179,22 @@ impl<H: Host> EditTarget for HostResponse<'_, H> {
 impl Filter {
     /// The request headers: choose the policy, decide, count, log; answer a preflight locally.
     pub fn on_request_headers(&mut self, state: &State, host: &impl Host) -> Next {
-        let mut facts = RouteFacts::new(HostFacts { host });
+        let all = host.headers(Headers::Request);
+        let headers = RequestHeaders::of(&all);
+        let mut facts = RouteFacts::new(HostFacts {
+            host,
+            request: &headers,
+        });
         let selection = state.config.select(&mut facts).selection;
         if let Selection::Unknown(name) = &selection {
             state.log_unknown_once(name);
         }
-        let method = host.header(Headers::Request, b":method");
-        let origin = host.header(Headers::Request, b"origin");
-        let acrm = host.header(Headers::Request, b"access-control-request-method");
-        let acrh = host.header(Headers::Request, b"access-control-request-headers");
-        let acrpn = host.header(Headers::Request, b"access-control-request-private-network");
         let request = Request {
-            method: method.as_deref().unwrap_or_default(),
-            origin: origin.as_deref(),
-            acrm: acrm.as_deref(),
-            acrh: acrh.as_deref(),
-            acrpn: acrpn.as_deref(),
+            method: headers.method.as_deref().unwrap_or_default(),
+            origin: headers.origin.as_deref(),
+            acrm: headers.acrm.as_deref(),
+            acrh: headers.acrh.as_deref(),
+            acrpn: headers.acrpn.as_deref(),
         };
         let outcome = engine::decide(&state.config, &selection, &request);
         state.count(host, &outcome);

@@ -2,8 +2,6 @@
 //! callbacks, a mock (tests, the fuzz target) answers from memory. Every method takes `&self` and
 //! returns bytes borrowed for the current hook (Envoy keeps them valid until the hook returns).
 
-use std::borrow::Cow;
-
 /// A route attribute read through Envoy's attribute callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attribute {
@@ -22,8 +20,6 @@ pub enum Headers {
 
 /// The callbacks one stream's hooks use.
 pub trait Host {
-    /// The values of a (lower-case) header, several joined with `,` as the proxy-wasm host does.
-    fn header(&self, map: Headers, name: &[u8]) -> Option<Cow<'_, [u8]>>;
     /// Every header of a map, in order (lower-case names).
     fn headers(&self, map: Headers) -> Vec<(&[u8], &[u8])>;
     /// Sets a response header (replacing every one of that name), or removes it (`None`).
@@ -62,88 +58,59 @@ impl Envoy {
 
 #[cfg(feature = "envoy")]
 impl Host for Envoy {
-    fn header(&self, map: Headers, name: &[u8]) -> Option<Cow<'_, [u8]>> {
-        use crate::abi::*;
-        let header_type = Envoy::header_type(map);
-        let mut first = EnvoyBuffer::EMPTY;
-        let mut count = 0usize;
-        // SAFETY: the filter pointer is the live one of this hook; out-pointers are valid; the
-        // value stays valid until the hook returns (no header of this map is set before then).
-        let value = unsafe {
-            if !envoy_dynamic_module_callback_http_get_header(
-                self.filter,
-                header_type,
-                ModuleBuffer::of(name),
-                &mut first,
-                0,
-                &mut count,
-            ) {
-                return None;
-            }
-            first.as_bytes()?
-        };
-        if count <= 1 {
-            return Some(Cow::Borrowed(value));
-        }
-        let mut joined = value.to_vec();
-        for index in 1..count {
-            let mut next = EnvoyBuffer::EMPTY;
-            // SAFETY: as above.
-            let more = unsafe {
-                envoy_dynamic_module_callback_http_get_header(
-                    self.filter,
-                    header_type,
-                    ModuleBuffer::of(name),
-                    &mut next,
-                    index,
-                    std::ptr::null_mut(),
-                )
-                .then(|| next.as_bytes())
-                .flatten()
-            };
-            if let Some(more) = more {
-                joined.push(b',');
-                joined.extend_from_slice(more);
-            }
-        }
-        Some(Cow::Owned(joined))
-    }
-
     fn headers(&self, map: Headers) -> Vec<(&[u8], &[u8])> {
         use crate::abi::*;
+        /// Maps this size or smaller (nearly all) are read into the stack, not the heap.
+        const ON_STACK: usize = 32;
         let header_type = Envoy::header_type(map);
         // SAFETY: as above; the array has room for the size Envoy reported.
-        unsafe {
-            let size =
-                envoy_dynamic_module_callback_http_get_headers_size(self.filter, header_type);
-            if size == 0 {
-                return Vec::new();
+        let size = unsafe {
+            envoy_dynamic_module_callback_http_get_headers_size(self.filter, header_type)
+        };
+        if size == 0 {
+            return Vec::new();
+        }
+        let mut stack = [HttpHeader::EMPTY; ON_STACK];
+        let mut heap = Vec::new();
+        let raw: &mut [HttpHeader] = match stack.get_mut(..size) {
+            Some(raw) => raw,
+            None => {
+                heap.resize(size, HttpHeader::EMPTY);
+                &mut heap
             }
-            let mut raw = vec![HttpHeader::EMPTY; size];
-            if !envoy_dynamic_module_callback_http_get_headers(
+        };
+        // SAFETY: as above; `raw` has room for `size` headers.
+        if !unsafe {
+            envoy_dynamic_module_callback_http_get_headers(
                 self.filter,
                 header_type,
                 raw.as_mut_ptr(),
-            ) {
-                return Vec::new();
-            }
-            raw.iter()
-                .filter_map(|h| {
-                    let name = EnvoyBuffer {
-                        ptr: h.key_ptr,
-                        length: h.key_length,
-                    }
-                    .as_bytes()?;
-                    let value = EnvoyBuffer {
-                        ptr: h.value_ptr,
-                        length: h.value_length,
-                    }
-                    .as_bytes()
-                    .unwrap_or_default();
-                    Some((name, value))
-                })
-                .collect()
+            )
+        } {
+            return Vec::new();
         }
+        let mut headers = Vec::with_capacity(size);
+        for h in raw.iter() {
+            // SAFETY: Envoy's buffers, valid until the hook returns (no header of this map is
+            // changed before the caller is done with them).
+            let (name, value) = unsafe {
+                let name = EnvoyBuffer {
+                    ptr: h.key_ptr,
+                    length: h.key_length,
+                }
+                .as_bytes();
+                let value = EnvoyBuffer {
+                    ptr: h.value_ptr,
+                    length: h.value_length,
+                }
+                .as_bytes();
+                (name, value)
+            };
+            if let Some(name) = name {
+                headers.push((name, value.unwrap_or_default()));
+            }
+        }
+        headers
     }
 
     fn set_response_header(&self, name: &[u8], value: Option<&[u8]>) -> bool {
@@ -160,10 +127,11 @@ impl Host for Envoy {
         }
     }
 
-    fn send_response(&self, status: u16, headers: &[(&str, &[u8])], details: &str) {
+    fn send_response(&self, status: u16, headers: &[(&str, &[u8])], _details: &str) {
         use crate::abi::*;
-        let raw: Vec<HttpHeader> = headers
-            .iter()
+        let digits = status_digits(status);
+        let raw: Vec<HttpHeader> = std::iter::once((":status", &digits[..]))
+            .chain(headers.iter().copied())
             .map(|(name, value)| HttpHeader {
                 key_ptr: name.as_ptr(),
                 key_length: name.len(),
@@ -173,13 +141,11 @@ impl Host for Envoy {
             .collect();
         // SAFETY: live slices, copied by Envoy during the call.
         unsafe {
-            envoy_dynamic_module_callback_http_send_response(
+            envoy_dynamic_module_callback_http_send_response_headers(
                 self.filter,
-                u32::from(status),
                 raw.as_ptr(),
                 raw.len(),
-                ModuleBuffer::NULL,
-                ModuleBuffer::of(details.as_bytes()),
+                true,
             );
         }
     }
@@ -234,4 +200,16 @@ impl Host for Envoy {
             );
         }
     }
+}
+
+/// A status code (100..=999) as its three digits.
+#[cfg(feature = "envoy")]
+fn status_digits(status: u16) -> [u8; 3] {
+    let status = status.clamp(100, 999);
+    // Each digit is below 10: the casts cannot truncate.
+    [
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]
 }

@@ -2,7 +2,6 @@
 //! counters held in memory, and a record of what the filter did (the local reply it sent, the
 //! response header edits, the counters it bumped).
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 
 use crate::host::{Attribute, Headers, Host};
@@ -63,22 +62,6 @@ impl MockHost {
 }
 
 impl Host for MockHost {
-    fn header(&self, map: Headers, name: &[u8]) -> Option<Cow<'_, [u8]>> {
-        let mut values = self
-            .map(map)
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice());
-        let first = values.next()?;
-        let mut joined = Cow::Borrowed(first);
-        for value in values {
-            let owned = joined.to_mut();
-            owned.push(b',');
-            owned.extend_from_slice(value);
-        }
-        Some(joined)
-    }
-
     fn headers(&self, map: Headers) -> Vec<(&[u8], &[u8])> {
         self.map(map)
             .iter()
