@@ -1516,8 +1516,54 @@ fn rejected_policy_update_keeps_the_running_policy() {
     assert_rejected(&preflight(ORIGIN), PREFLIGHT_VARY);
 }
 
+/// What Envoy's access log says about our preflight replies (docs/dynamic-module.md, *The
+/// preflight reply*): the wasm build's local replies carry their response code details, the
+/// dynamic module's replies (sent as Envoy's own CORS filter sends them) carry none.
+fn preflight_replies_in_the_access_log() {
+    let envoy = EnvoyBuilder::new(
+        json!({"allow_origins": [ORIGIN], "allow_methods": ["PUT"]}).to_string(),
+    )
+    .hcm_option(
+        "access_log",
+        json!([{
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": "/dev/stderr",
+                "log_format": {"text_format_source": {
+                    "inline_string": "access: %REQ(:PATH)% %RESPONSE_CODE% [%RESPONSE_CODE_DETAILS%]\n"
+                }}
+            }
+        }]),
+    )
+    .start();
+    assert_local_preflight(&envoy.send(&Req::preflight("/allowed", ORIGIN, "PUT")), 204);
+    assert_rejected(
+        &envoy.send(&Req::preflight("/denied", EVIL, "PUT")),
+        PREFLIGHT_VARY,
+    );
+    envoy
+        .send(&Req::get("/actual").origin(ORIGIN))
+        .assert_status(200);
+    let log = envoy.log_containing("access: /actual", Duration::from_secs(5));
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("access: ")).collect();
+    let (allowed, denied) = match envoy.build {
+        Build::Wasm => (
+            "access: /allowed 204 [cors_preflight_allowed]",
+            "access: /denied 403 [cors_preflight_denied]",
+        ),
+        Build::Native => ("access: /allowed 204 []", "access: /denied 403 []"),
+    };
+    assert_eq!(
+        lines,
+        [allowed, denied, "access: /actual 200 [via_upstream]"],
+        "{log}"
+    );
+}
+
 for_each_build! {
     preflight_allowed_sends_every_header,
+    preflight_replies_in_the_access_log,
     preflight_safelisted_methods_always_allowed_and_defaults,
     preflight_custom_status,
     float_numbers_with_zero_fraction_are_accepted,
