@@ -468,11 +468,15 @@ def dm_target_rows(med: dict) -> list[dict]:
         return []
     rows = []
     for size, scenario, minimum in DM_TARGETS:
-        b = med[f"native-{size}"][scenario]["rps"]
-        got = med[f"dm-{size}"][scenario]["rps"] / b
-        rows.append({"size": size, "scenario": scenario, "baseline": f"native-{size}",
-                     "baseline_rps": b, "target": minimum, "got": got, "met": got >= minimum,
-                     "bound": bound(med, scenario, b)})
+        # As for the wasm build: at 10,000 also against native's worst case (supplementary).
+        baselines = [f"native-{size}"] + ([f"native-{size}-last"]
+                                          if f"native-{size}-last" in med else [])
+        for baseline in baselines:
+            b = med[baseline][scenario]["rps"]
+            got = med[f"dm-{size}"][scenario]["rps"] / b
+            rows.append({"size": size, "scenario": scenario, "baseline": baseline,
+                         "baseline_rps": b, "target": minimum, "got": got,
+                         "met": got >= minimum, "bound": bound(med, scenario, b)})
     return rows
 
 
@@ -657,11 +661,12 @@ def dm_markdown(results: dict) -> list[str]:
                  f"{by[(n, sc)]['vs_empty']:.2f}× (native {med[f'native-{n}'][sc]['rps']:,.0f}/s)"
                  for sc in SCENARIOS]
         out.append(f"| {n:,} | " + " | ".join(cells) + " |")
-    out += ["", "Dynamic module targets (dm ÷ native, requests/s; *bound* as below):", "",
+    out += ["", "Dynamic module targets (dm ÷ native, requests/s; the `native-10000-last` rows, native's "
+            "worst case, are supplementary as for the wasm build; *bound* as below):", "",
             "| origins | scenario | baseline | target | measured | | bound |",
             "|---|---|---|---|---|---|---|"]
     for t in results.get("dm_targets") or []:
-        out.append(f"| {t['size']:,} | {t['scenario']} | native ({t['baseline_rps']:,.0f}/s) "
+        out.append(f"| {t['size']:,} | {t['scenario']} | {t['baseline']} ({t['baseline_rps']:,.0f}/s) "
                    f"| ≥ {t['target']:.2f}× | {t['got']:.3f}× "
                    f"| {'met' if t['met'] else '**not met**'} | " + ratio_cell(t.get("bound")))
     return out
