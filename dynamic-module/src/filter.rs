@@ -206,13 +206,7 @@ impl Filter {
                 Next::Continue
             }
             engine::Action::Reply(reply) => {
-                let details = reply.details();
-                let headers: Vec<(&str, &[u8])> = reply
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (*name, value.as_ref()))
-                    .collect();
-                host.send_response(reply.status, &headers, details);
+                host.send_response(reply.status, &reply.headers, reply.details());
                 self.replied = true;
                 Next::Stop
             }

@@ -2,6 +2,8 @@
 //! callbacks, a mock (tests, the fuzz target) answers from memory. Every method takes `&self` and
 //! returns bytes borrowed for the current hook (Envoy keeps them valid until the hook returns).
 
+use std::borrow::Cow;
+
 /// A route attribute read through Envoy's attribute callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attribute {
@@ -25,7 +27,7 @@ pub trait Host {
     /// Sets a response header (replacing every one of that name), or removes it (`None`).
     fn set_response_header(&self, name: &[u8], value: Option<&[u8]>) -> bool;
     /// Answers the request locally, empty body.
-    fn send_response(&self, status: u16, headers: &[(&str, &[u8])], details: &str);
+    fn send_response(&self, status: u16, headers: &[(&'static str, Cow<'_, [u8]>)], details: &str);
     /// A string in the route's `filter_metadata`: `namespace.key`.
     fn route_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]>;
     fn attribute(&self, attribute: Attribute) -> Option<&[u8]>;
@@ -127,18 +129,37 @@ impl Host for Envoy {
         }
     }
 
-    fn send_response(&self, status: u16, headers: &[(&str, &[u8])], _details: &str) {
+    fn send_response(
+        &self,
+        status: u16,
+        headers: &[(&'static str, Cow<'_, [u8]>)],
+        _details: &str,
+    ) {
         use crate::abi::*;
+        /// Replies with fewer headers (all of ours) are written out on the stack.
+        const ON_STACK: usize = 16;
         let digits = status_digits(status);
-        let raw: Vec<HttpHeader> = std::iter::once((":status", &digits[..]))
-            .chain(headers.iter().copied())
+        let all = std::iter::once((":status", &digits[..]))
+            .chain(headers.iter().map(|(name, value)| (*name, value.as_ref())))
             .map(|(name, value)| HttpHeader {
                 key_ptr: name.as_ptr(),
                 key_length: name.len(),
                 value_ptr: value.as_ptr(),
                 value_length: value.len(),
-            })
-            .collect();
+            });
+        let mut stack = [HttpHeader::EMPTY; ON_STACK];
+        let heap: Vec<HttpHeader>;
+        let raw: &[HttpHeader] = if headers.len() < ON_STACK {
+            let mut n = 0;
+            for (slot, header) in stack.iter_mut().zip(all) {
+                *slot = header;
+                n += 1;
+            }
+            &stack[..n]
+        } else {
+            heap = all.collect();
+            &heap
+        };
         // SAFETY: live slices, copied by Envoy during the call.
         unsafe {
             envoy_dynamic_module_callback_http_send_response_headers(

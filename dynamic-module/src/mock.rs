@@ -2,6 +2,7 @@
 //! counters held in memory, and a record of what the filter did (the local reply it sent, the
 //! response header edits, the counters it bumped).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use crate::host::{Attribute, Headers, Host};
@@ -77,7 +78,7 @@ impl Host for MockHost {
         true
     }
 
-    fn send_response(&self, status: u16, headers: &[(&str, &[u8])], details: &str) {
+    fn send_response(&self, status: u16, headers: &[(&'static str, Cow<'_, [u8]>)], details: &str) {
         let headers = headers
             .iter()
             .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
