@@ -8,25 +8,16 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::fields::{self, Choice, Field, Kind};
+use super::fields::{self, Field, Kind, MatchKind, ReadField, Scalars};
 use super::json::{self, field_path};
 use super::origin::{self, OriginMatcher, OriginPattern};
 use super::token;
 use super::{
     AllowHeadersValue, AllowedHeaders, AllowedMethods, Config, HeaderValue, HeaderValues,
-    HostPattern, Loaded, Mode, Policy, Problem, Rejected, ResourceName, Rule, UnmatchedPreflights,
-    UpstreamCorsHeaders,
+    HostPattern, Loaded, Policy, Problem, Rejected, ResourceName, Rule,
 };
 
 const FULL_FORM_FIELDS: [&str; 3] = ["default", "policies", "rules"];
-const MATCH_FIELDS: [&str; 6] = [
-    "route",
-    "virtual_host",
-    "host",
-    "path_prefix",
-    "virtual_service",
-    "http_route",
-];
 /// Origins that a regex must not match when credentials are on (it would admit any origin).
 const CREDENTIALED_REGEX_PROBES: [&str; 3] =
     ["https://evil.invalid", "http://evil.invalid", "null"];
@@ -65,6 +56,10 @@ pub fn load(text: &str) -> Result<Loaded, Rejected> {
 struct Walker {
     errors: Vec<Problem>,
     warnings: Vec<Problem>,
+    /// Errors of a policy's integer and choice fields, held until its lists are checked (the
+    /// order of [`Walker::check_policy`]).
+    integer_errors: Vec<Problem>,
+    choice_errors: Vec<Problem>,
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -116,10 +111,7 @@ impl<'a> PolicyFields<'a> {
 
 impl Walker {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
+        hold(&mut self.errors, path, message);
     }
 
     fn warning(&mut self, path: impl Into<String>, message: impl Into<String>) {
@@ -269,10 +261,13 @@ impl Walker {
         };
         let before = self.errors.len();
         for key in map.keys() {
-            if key != "match" && key != "policy" {
+            if !fields::RULE_FIELD_NAMES.contains(&key.as_str()) {
                 self.error(
                     format!("{path}.{key}"),
-                    "unknown field; expected match or policy",
+                    format!(
+                        "unknown field; expected {}",
+                        fields::RULE_FIELD_NAMES.join(" or ")
+                    ),
                 );
             }
         }
@@ -285,56 +280,41 @@ impl Walker {
             path_prefix: None,
             policy: None,
         };
-        match map.get("match") {
-            None => self.error(format!("{path}.match"), "missing field match"),
-            Some(Value::Object(fields)) => {
-                for (key, value) in fields {
-                    let field = format!("{path}.match.{key}");
-                    if !MATCH_FIELDS.contains(&key.as_str()) {
+        let match_key = fields::MATCH.name;
+        match map.get(match_key) {
+            None => self.error(
+                format!("{path}.{match_key}"),
+                format!("missing field {match_key}"),
+            ),
+            Some(Value::Object(keys)) => {
+                for (key, value) in keys {
+                    let path = format!("{path}.{match_key}.{key}");
+                    let Some(field) = fields::MATCH_FIELDS.iter().find(|f| f.name == key) else {
                         self.error(
-                            field,
-                            "unknown field; expected one of route, virtual_host, host, path_prefix, virtual_service, http_route",
+                            path,
+                            format!(
+                                "unknown field; expected one of {}",
+                                fields::MATCH_FIELD_NAMES.join(", ")
+                            ),
                         );
                         continue;
-                    }
+                    };
                     let Value::String(text) = value else {
-                        self.error(field, format!("expected a string, got {}", kind(value)));
+                        self.error(path, format!("expected a string, got {}", kind(value)));
                         continue;
                     };
-                    match key.as_str() {
-                        "route" => rule.route = Some(text.clone()),
-                        "virtual_host" => rule.virtual_host = Some(text.clone()),
-                        "virtual_service" | "http_route" => match resource_name(text) {
-                            Ok(resource) if key == "virtual_service" => {
-                                rule.virtual_service = Some(resource);
-                            }
-                            Ok(resource) => rule.http_route = Some(resource),
-                            Err(e) => self.error(field, format!("{}: {e}", quoted(text))),
-                        },
-                        "host" => match host_pattern(text) {
-                            Ok(host) => rule.host = Some(host),
-                            Err(e) => self.error(field, format!("{}: {e}", quoted(text))),
-                        },
-                        _ => {
-                            if text.starts_with('/') {
-                                rule.path_prefix = Some(text.clone());
-                            } else {
-                                self.error(
-                                    field,
-                                    format!("{}: a path prefix must start with /", quoted(text)),
-                                );
-                            }
-                        }
+                    if let Err(e) = match_field(&mut rule, field, text) {
+                        self.error(path, format!("{}: {e}", quoted(text)));
                     }
                 }
             }
             Some(other) => self.error(
-                format!("{path}.match"),
+                format!("{path}.{match_key}"),
                 format!("expected an object, got {}", kind(other)),
             ),
         }
-        let policy_field = format!("{path}.policy");
-        match map.get("policy") {
+        let policy_field = format!("{path}.{}", fields::POLICY.name);
+        match map.get(fields::POLICY.name) {
             None => self.error(
                 policy_field,
                 "missing field policy (a policy name, or null for no CORS handling)",
@@ -393,7 +373,8 @@ impl Walker {
     }
 
     /// Every check of one policy object, errors reported in the order of the golden files:
-    /// unknown fields, booleans, origins, methods and headers, numbers, choices. The result is
+    /// unknown fields, booleans, origins, methods and headers, integers, choices (each kind in
+    /// declaration order, the two booleans the origin checks depend on first). The result is
     /// meaningful only when no error was reported.
     fn check_policy(&mut self, fields: &PolicyFields) -> CheckedPolicy {
         for key in fields.map.keys() {
@@ -403,9 +384,7 @@ impl Walker {
         }
         let credentials = self.boolean(fields, &fields::ALLOW_CREDENTIALS);
         let insecure_ok = self.boolean(fields, &fields::DANGEROUSLY_ALLOW_INSECURE_ORIGINS);
-        let allow_private_network = self.boolean(fields, &fields::ALLOW_PRIVATE_NETWORK);
-        let debug = self.boolean(fields, &fields::DEBUG);
-
+        let scalars = Scalars::read(self, fields);
         let origin_texts = self.string_list(fields, &fields::ALLOW_ORIGINS);
         let regex_texts = self.string_list(fields, &fields::ALLOW_ORIGIN_REGEXES);
         let has_regexes = regex_texts.as_ref().is_some_and(|r| r.len > 0);
@@ -431,8 +410,8 @@ impl Walker {
         let methods = self.methods(fields);
         let headers = self.allow_headers(fields);
         let expose_headers = self.expose_headers(fields, credentials);
-        let max_age = self.integer(fields, &fields::MAX_AGE);
-        let preflight_status = self.integer(fields, &fields::PREFLIGHT_STATUS);
+        self.errors.append(&mut self.integer_errors);
+        self.errors.append(&mut self.choice_errors);
         CheckedPolicy {
             origins,
             regexes,
@@ -440,118 +419,8 @@ impl Walker {
             headers,
             expose_headers,
             allow_credentials: credentials,
-            max_age: max_age.and_then(|n| u32::try_from(n).ok()),
-            allow_private_network,
-            unmatched_preflights: self.choice(fields, &fields::UNMATCHED_PREFLIGHTS),
-            preflight_status: preflight_status
-                .and_then(|n| u16::try_from(n).ok())
-                .unwrap_or(204),
-            upstream_cors_headers: self.choice(fields, &fields::UPSTREAM_CORS_HEADERS),
-            mode: self.choice(fields, &fields::MODE),
-            debug,
+            scalars,
         }
-    }
-
-    /// A boolean field; its declared default when absent (or wrong, which is reported).
-    fn boolean(&mut self, fields: &PolicyFields, field: &Field) -> bool {
-        let Kind::Bool { default } = field.kind else {
-            return false;
-        };
-        match fields.get(field.name) {
-            None => default,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                self.error(
-                    fields.path(field.name),
-                    format!("expected true or false, got {}", kind(other)),
-                );
-                default
-            }
-        }
-    }
-
-    /// An integer field in its declared range, or its declared default (`None`: absent, off). A
-    /// float with a zero fraction (`600.0`, as Istio's YAML may send) counts as an integer.
-    fn integer(&mut self, fields: &PolicyFields, field: &Field) -> Option<i64> {
-        let Kind::Integer { min, max, default } = field.kind else {
-            return None;
-        };
-        let Some(value) = fields.get(field.name) else {
-            return default;
-        };
-        // A whole number too large for i64 (or a float beyond exact integers) is out of range.
-        let (number, whole) = match value {
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => (Some(i), true),
-                None => {
-                    let f = n.as_f64().unwrap_or(f64::NAN);
-                    let whole = n.is_u64() || (f.is_finite() && f.fract() == 0.0);
-                    (
-                        whole
-                            .then_some(f)
-                            .filter(|f| f.abs() < 1e15)
-                            .map(|f| f as i64),
-                        whole,
-                    )
-                }
-            },
-            _ => (None, false),
-        };
-        let path = fields.path(field.name);
-        match number {
-            Some(n) if (min..=max).contains(&n) => Some(n),
-            Some(n) => {
-                self.error(path, format!("{n} is out of range {min}..={max}"));
-                None
-            }
-            None if whole => {
-                self.error(path, format!("{value} is out of range {min}..={max}"));
-                None
-            }
-            None => {
-                let got = match value {
-                    Value::Number(n) => n.to_string(),
-                    other => kind(other).to_owned(),
-                };
-                self.error(path, format!("expected an integer, got {got}"));
-                None
-            }
-        }
-    }
-
-    /// A choice field as its typed value; the first option when absent (or wrong, reported).
-    fn choice<T: Choice>(&mut self, fields: &PolicyFields, field: &Field) -> T {
-        let Kind::Choice { options } = field.kind else {
-            return T::VALUES[0];
-        };
-        let Some(value) = fields.get(field.name) else {
-            return T::VALUES[0];
-        };
-        let expected = options
-            .iter()
-            .map(|o| quoted(o))
-            .collect::<Vec<_>>()
-            .join(" or ");
-        match value {
-            Value::String(text) => {
-                if let Some(&typed) = options
-                    .iter()
-                    .position(|o| o == text)
-                    .and_then(|i| T::VALUES.get(i))
-                {
-                    return typed;
-                }
-                self.error(
-                    fields.path(field.name),
-                    format!("{}: expected {expected}", quoted(text)),
-                );
-            }
-            other => self.error(
-                fields.path(field.name),
-                format!("expected {expected}, got {}", kind(other)),
-            ),
-        }
-        T::VALUES[0]
     }
 
     /// A list-of-strings field: `None` when absent or not a list (reported). Items that are not
@@ -744,6 +613,129 @@ impl Walker {
     }
 }
 
+/// Adds a problem to `held` (the walker's errors, or errors held for later).
+fn hold(held: &mut Vec<Problem>, path: impl Into<String>, message: impl Into<String>) {
+    held.push(Problem {
+        path: path.into(),
+        message: message.into(),
+    });
+}
+
+/// The scalar policy fields, read by their declaration ([`Scalars::read`]).
+impl ReadField<PolicyFields<'_>> for Walker {
+    /// A boolean field; its declared default when absent (or wrong, which is reported).
+    fn boolean(&mut self, fields: &PolicyFields, field: &Field) -> bool {
+        let Kind::Bool { default } = field.kind else {
+            return false;
+        };
+        match fields.get(field.name) {
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.error(
+                    fields.path(field.name),
+                    format!("expected true or false, got {}", kind(other)),
+                );
+                default
+            }
+        }
+    }
+
+    /// An integer field in its declared range, or its declared default (`None`: absent, off). A
+    /// float with a zero fraction (`600.0`, as Istio's YAML may send) counts as an integer.
+    fn integer(&mut self, fields: &PolicyFields, field: &Field) -> Option<i64> {
+        let Kind::Integer { min, max, default } = field.kind else {
+            return None;
+        };
+        let Some(value) = fields.get(field.name) else {
+            return default;
+        };
+        // A whole number too large for i64 (or a float beyond exact integers) is out of range.
+        let (number, whole) = match value {
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => (Some(i), true),
+                None => {
+                    let f = n.as_f64().unwrap_or(f64::NAN);
+                    let whole = n.is_u64() || (f.is_finite() && f.fract() == 0.0);
+                    (
+                        whole
+                            .then_some(f)
+                            .filter(|f| f.abs() < 1e15)
+                            .map(|f| f as i64),
+                        whole,
+                    )
+                }
+            },
+            _ => (None, false),
+        };
+        let path = fields.path(field.name);
+        match number {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                hold(
+                    &mut self.integer_errors,
+                    path,
+                    format!("{n} is out of range {min}..={max}"),
+                );
+                None
+            }
+            None if whole => {
+                hold(
+                    &mut self.integer_errors,
+                    path,
+                    format!("{value} is out of range {min}..={max}"),
+                );
+                None
+            }
+            None => {
+                let got = match value {
+                    Value::Number(n) => n.to_string(),
+                    other => kind(other).to_owned(),
+                };
+                hold(
+                    &mut self.integer_errors,
+                    path,
+                    format!("expected an integer, got {got}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A choice field: the index of its option; the first when absent (or wrong, reported).
+    fn choice(&mut self, fields: &PolicyFields, field: &Field) -> usize {
+        let Kind::Choice { options } = field.kind else {
+            return 0;
+        };
+        let Some(value) = fields.get(field.name) else {
+            return 0;
+        };
+        let expected = options
+            .iter()
+            .map(|o| quoted(o))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        match value {
+            Value::String(text) => {
+                if let Some(index) = options.iter().position(|o| o == text) {
+                    return index;
+                }
+                hold(
+                    &mut self.choice_errors,
+                    fields.path(field.name),
+                    format!("{}: expected {expected}", quoted(text)),
+                );
+            }
+            other => hold(
+                &mut self.choice_errors,
+                fields.path(field.name),
+                format!("expected {expected}, got {}", kind(other)),
+            ),
+        }
+        0
+    }
+}
+
 /// The strings of a list field, each with its index in the document's list.
 struct StringList {
     /// Items in the document's list, strings or not.
@@ -781,13 +773,8 @@ struct CheckedPolicy {
     headers: Listed,
     expose_headers: Vec<String>,
     allow_credentials: bool,
-    max_age: Option<u32>,
-    allow_private_network: bool,
-    unmatched_preflights: UnmatchedPreflights,
-    preflight_status: u16,
-    upstream_cors_headers: UpstreamCorsHeaders,
-    mode: Mode,
-    debug: bool,
+    /// The fields read by their declaration alone.
+    scalars: Scalars,
 }
 
 /// Compiles a checked policy for the request path: the matchers and lookup sets, and every
@@ -800,13 +787,7 @@ fn compile(checked: CheckedPolicy, name: &str) -> Policy {
         headers,
         expose_headers,
         allow_credentials: credentials,
-        max_age,
-        allow_private_network,
-        unmatched_preflights,
-        preflight_status,
-        upstream_cors_headers,
-        mode,
-        debug,
+        scalars,
     } = checked;
     let origins = OriginMatcher::new(&origins, regexes);
     let any_origin = origins.allows_any();
@@ -845,8 +826,10 @@ fn compile(checked: CheckedPolicy, name: &str) -> Policy {
         } else {
             HeaderValue::Fixed(expose_headers.join(", "))
         },
-        max_age: max_age.map_or(HeaderValue::Omit, |n| HeaderValue::Fixed(n.to_string())),
-        preflight_vary: if allow_private_network {
+        max_age: scalars
+            .max_age
+            .map_or(HeaderValue::Omit, |n| HeaderValue::Fixed(n.to_string())),
+        preflight_vary: if scalars.allow_private_network {
             super::PREFLIGHT_VARY_PRIVATE_NETWORK
         } else {
             super::PREFLIGHT_VARY
@@ -870,17 +853,34 @@ fn compile(checked: CheckedPolicy, name: &str) -> Policy {
                 .collect(),
         },
         allow_credentials: credentials,
-        allow_private_network,
-        unmatched_preflights,
-        preflight_status,
-        upstream_cors_headers,
-        mode,
-        debug,
+        allow_private_network: scalars.allow_private_network,
+        unmatched_preflights: scalars.unmatched_preflights,
+        preflight_status: scalars.preflight_status,
+        upstream_cors_headers: scalars.upstream_cors_headers,
+        mode: scalars.mode,
+        debug: scalars.debug,
         values,
     }
 }
 
-/// A rule's `host`: an exact lower-case host or `*.` followed by a domain.
+/// One `match` key's string, checked by its declared kind and stored in the rule; the error
+/// message when it is not valid.
+fn match_field(rule: &mut Rule, field: &Field<MatchKind>, text: &str) -> Result<(), String> {
+    let is = |other: &Field<MatchKind>| field.name == other.name;
+    match field.kind {
+        MatchKind::Name if is(&fields::ROUTE) => rule.route = Some(text.to_owned()),
+        MatchKind::Name => rule.virtual_host = Some(text.to_owned()),
+        MatchKind::Host => rule.host = Some(host_pattern(text)?),
+        MatchKind::PathPrefix if text.starts_with('/') => rule.path_prefix = Some(text.to_owned()),
+        MatchKind::PathPrefix => return Err("a path prefix must start with /".into()),
+        MatchKind::Resource if is(&fields::VIRTUAL_SERVICE) => {
+            rule.virtual_service = Some(resource_name(text)?);
+        }
+        MatchKind::Resource => rule.http_route = Some(resource_name(text)?),
+    }
+    Ok(())
+}
+
 /// `namespace/name` of a Kubernetes resource: the namespace a DNS label (RFC 1123: lower-case
 /// letters, digits and `-`, at most 63), the name a DNS subdomain (labels of those joined by `.`,
 /// at most 253), as Kubernetes requires of VirtualServices and HTTPRoutes.
@@ -933,6 +933,7 @@ fn resource_name(text: &str) -> Result<ResourceName, String> {
     })
 }
 
+/// A rule's `host`: an exact lower-case host or `*.` followed by a domain.
 fn host_pattern(text: &str) -> Result<HostPattern, String> {
     let (wildcard, host) = match text.strip_prefix("*.") {
         Some(rest) => (true, rest),
@@ -986,6 +987,62 @@ mod tests {
                 "allow_methods[1]: expected a string, got a number",
                 "allow_headers[0]: expected a string, got a boolean",
                 "expose_headers[0]: expected a string, got null",
+            ]
+        );
+    }
+
+    fn errors(document: &str) -> Vec<String> {
+        match load(document) {
+            Ok(_) => panic!("accepted"),
+            Err(rejected) => rejected.errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// Booleans (the two the origin checks read first), lists, integers, then choices, each kind
+    /// in declaration order, whatever the order of the document.
+    #[test]
+    fn scalar_errors_come_in_the_order_of_their_kinds() {
+        assert_eq!(
+            errors(
+                r#"{"allow_origins": 1, "debug": 1, "mode": 1, "preflight_status": "x", "unmatched_preflights": 2, "max_age": -1, "allow_private_network": 1, "dangerously_allow_insecure_origins": 1, "allow_credentials": 1, "allow_methods": 1, "expose_headers": [1], "upstream_cors_headers": "no", "bogus": 1}"#
+            ),
+            [
+                "bogus: unknown field",
+                "allow_credentials: expected true or false, got a number",
+                "dangerously_allow_insecure_origins: expected true or false, got a number",
+                "allow_private_network: expected true or false, got a number",
+                "debug: expected true or false, got a number",
+                "allow_origins: expected a list of strings, got a number",
+                "allow_methods: expected a list of strings, got a number",
+                "expose_headers[0]: expected a string, got a number",
+                "max_age: -1 is out of range 0..=86400",
+                "preflight_status: expected an integer, got a string",
+                "unmatched_preflights: expected \"reject\" or \"forward\", got a number",
+                "upstream_cors_headers: \"no\": expected \"replace\" or \"keep\"",
+                "mode: expected \"enforce\" or \"report\", got a number",
+            ]
+        );
+    }
+
+    /// Rule and match keys are checked against their declarations, each key by its kind.
+    #[test]
+    fn rule_keys_are_checked_by_their_declarations() {
+        assert_eq!(
+            errors(
+                r#"{"policies": {"a": {"allow_origins": ["https://a.example"]}}, "rules": [{"match": {"route": 1, "zzz": "x", "host": "A.example", "path_prefix": "x", "virtual_service": "a", "http_route": "b/C", "virtual_host": 2}, "policy": "a", "extra": 1}, {"policy": "a"}, {"match": []}]}"#
+            ),
+            [
+                "rules[0].extra: unknown field; expected match or policy",
+                "rules[0].match.host: \"A.example\": write the host in lower case (hosts are matched case-insensitively)",
+                "rules[0].match.http_route: \"b/C\": the name has 'C' (only a-z, 0-9, - and . in names)",
+                "rules[0].match.path_prefix: \"x\": a path prefix must start with /",
+                "rules[0].match.route: expected a string, got a number",
+                "rules[0].match.virtual_host: expected a string, got a number",
+                "rules[0].match.virtual_service: \"a\": expected namespace/name",
+                "rules[0].match.zzz: unknown field; expected one of route, virtual_host, host, path_prefix, virtual_service, http_route",
+                "rules[1].match: missing field match",
+                "rules[2].match: expected an object, got a list",
+                "rules[2].policy: missing field policy (a policy name, or null for no CORS handling)",
             ]
         );
     }

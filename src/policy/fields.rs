@@ -1,35 +1,81 @@
-//! The fields of a policy object, declared once: name, type, default and documentation line.
+//! Every key of a policy document that has a meaning of its own, declared once: the fields of a
+//! policy object ([`POLICY_FIELDS`]), the keys of a rule ([`RULE_FIELDS`]) and of its `match`
+//! ([`MATCH_FIELDS`]), each with its name, kind and documentation line.
 //!
-//! Validation (`document.rs`) reads each field by its declaration (type checks and defaults come
-//! from here), and the JSON Schema (`cors-policy schema`, committed as
-//! `schema/policy.schema.json`) is generated from the same table. Adding a field: a declaration
-//! here and in [`POLICY_FIELDS`], its checked form and compilation in `document.rs`, and what it
-//! changes in the engine.
+//! Validation (`document.rs`) checks unknown keys against these tables and reads the scalar
+//! policy fields (boolean, integer, choice) by their declaration alone: type checks, ranges and
+//! defaults come from here, into [`Scalars`]. The JSON Schema (`cors-policy schema`, committed as
+//! `schema/policy.schema.json`) is generated from the same tables.
+//!
+//! Adding a boolean, integer or choice field is one entry in [`policy_fields!`] below, with the
+//! name of its checked value and that value's type after `=>`; then its use in `compile`
+//! (`document.rs`), [`super::Policy`] and the engine. A list field, or a field that other checks
+//! depend on, leaves out the `=>` part and is checked by hand in `document.rs`.
 
-/// One field of a policy object.
+/// One declared key: a policy field (`Field<Kind>`), a rule key or a `match` key.
 #[derive(Debug)]
-pub struct Field {
+pub struct Field<K = Kind> {
     pub name: &'static str,
-    pub kind: Kind,
-    /// What the field does: the schema's description (with the default appended). Not compiled
-    /// into the filter, which never prints it.
+    pub kind: K,
+    /// What the key does: the schema's description (a policy field's with its default appended).
+    /// Not compiled into the filter, which never prints it.
     #[cfg(not(target_arch = "wasm32"))]
     pub doc: &'static str,
 }
 
-/// A [`Field`]; its documentation line is left out of the wasm build.
-macro_rules! field {
-    (name: $name:expr, kind: $kind:expr, doc: $doc:expr $(,)?) => {
-        Field {
-            name: $name,
-            kind: $kind,
-            #[cfg(not(target_arch = "wasm32"))]
-            doc: $doc,
+/// Declares the keys of one table: a const per key (its doc comment is its documentation line;
+/// left out of the wasm build), `$all` with every key in order, and `$names` with their names.
+macro_rules! declare {
+    ($kind:ty, $all:ident, $names:ident; $(
+        $(#[doc = $doc:literal])+
+        $konst:ident = $name:literal, $value:expr;
+    )*) => {
+        $(
+            $(#[doc = $doc])+
+            pub const $konst: Field<$kind> = Field {
+                name: $name,
+                kind: $value,
+                #[cfg(not(target_arch = "wasm32"))]
+                doc: concat!($($doc),+),
+            };
+        )*
+        /// The names of every key of this table, in order (only the names reach the filter's code).
+        pub const $names: [&str; [$($name),*].len()] = [$($name),*];
+        /// Every key of this table, in the order the schema and the docs list them.
+        pub const $all: [&Field<$kind>; $names.len()] = [$(&$konst),*];
+    };
+}
+
+/// Declares the policy fields ([`declare!`]) and [`Scalars`], the checked values of those given a
+/// `=> name: type` (read by [`Scalars::read`] from their declaration alone).
+macro_rules! policy_fields {
+    ($(
+        $(#[doc = $doc:literal])+
+        $konst:ident = $name:literal, $value:expr $(=> $checked:ident: $ty:ty)?;
+    )*) => {
+        declare! { Kind, POLICY_FIELDS, POLICY_FIELD_NAMES; $($(#[doc = $doc])+ $konst = $name, $value;)* }
+
+        /// The checked values of the policy fields validation reads by their declaration alone.
+        #[derive(Debug)]
+        pub struct Scalars {
+            $($(
+                #[doc = concat!("`", $name, "`, checked.")]
+                pub $checked: $ty,
+            )?)*
+        }
+
+        impl Scalars {
+            /// Reads each field in declaration order.
+            pub fn read<C: ?Sized>(reader: &mut impl ReadField<C>, at: &C) -> Self {
+                Scalars {
+                    $($($checked: Scalar::read(reader, at, &$konst),)?)*
+                }
+            }
         }
     };
 }
 
-/// A field's JSON type, with its constraints and default.
+/// A policy field's JSON type, with its constraints and default.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
     /// `true` or `false`.
@@ -63,136 +109,36 @@ pub enum Items {
     HeaderName,
 }
 
-pub const ALLOW_ORIGINS: Field = field! {
-    name: "allow_origins",
-    kind: Kind::List {
-        items: Items::OriginPattern,
-        default: None,
-    },
-    doc: "Origin patterns, matched byte-exact against Origin: scheme://host[:port] as browsers serialise it (lower case, no path, no default port), https://*.example.com (one or more labels), http://localhost:* (any port), * (any origin), null (the opaque origin).",
-};
-pub const ALLOW_ORIGIN_REGEXES: Field = field! {
-    name: "allow_origin_regexes",
-    kind: Kind::List {
-        items: Items::Regex,
-        default: Some(&[]),
-    },
-    doc: "regex-lite regexes, full match (^(?:…)$) against the exact Origin bytes; escape dots (\\.).",
-};
-pub const ALLOW_METHODS: Field = field! {
-    name: "allow_methods",
-    kind: Kind::List {
-        items: Items::Method,
-        default: Some(&["GET", "HEAD", "POST"]),
-    },
-    doc: "Method tokens, case-sensitive as sent; * = any method. GET, HEAD and POST are always allowed.",
-};
-pub const ALLOW_HEADERS: Field = field! {
-    name: "allow_headers",
-    kind: Kind::List {
-        items: Items::HeaderName,
-        default: Some(&[]),
-    },
-    doc: "Request header names, case-insensitive; * = any name except authorization (list authorization as well to allow it).",
-};
-pub const EXPOSE_HEADERS: Field = field! {
-    name: "expose_headers",
-    kind: Kind::List {
-        items: Items::HeaderName,
-        default: Some(&[]),
-    },
-    doc: "Response header names the page's JavaScript may read; * only without credentials.",
-};
-pub const ALLOW_CREDENTIALS: Field = field! {
-    name: "allow_credentials",
-    kind: Kind::Bool { default: false },
-    doc: "Send Access-Control-Allow-Credentials: true.",
-};
-pub const MAX_AGE: Field = field! {
-    name: "max_age",
-    kind: Kind::Integer {
-        min: 0,
-        max: 86_400,
-        default: None,
-    },
-    doc: "Access-Control-Max-Age of successful preflights, in seconds; absent = not sent. Browsers cap it (Chromium 7200, Firefox 86400).",
-};
-pub const ALLOW_PRIVATE_NETWORK: Field = field! {
-    name: "allow_private_network",
-    kind: Kind::Bool { default: false },
-    doc:
-        "Answer Private Network Access preflights with Access-Control-Allow-Private-Network: true.",
-};
-pub const UNMATCHED_PREFLIGHTS: Field = field! {
-    name: "unmatched_preflights",
-    kind: Kind::Choice {
-        options: &["reject", "forward"],
-    },
-    doc:
-        "A preflight that fails a check: reject = local 403; forward = send it upstream untouched.",
-};
-pub const PREFLIGHT_STATUS: Field = field! {
-    name: "preflight_status",
-    kind: Kind::Integer {
-        min: 200,
-        max: 299,
-        default: Some(204),
-    },
-    doc: "Status of a successful preflight reply.",
-};
-pub const UPSTREAM_CORS_HEADERS: Field = field! {
-    name: "upstream_cors_headers",
-    kind: Kind::Choice {
-        options: &["replace", "keep"],
-    },
-    doc: "replace: remove Access-Control-* headers the upstream set and write ours; keep: if the upstream set Access-Control-Allow-Origin, leave its CORS headers alone.",
-};
-pub const MODE: Field = field! {
-    name: "mode",
-    kind: Kind::Choice {
-        options: &["enforce", "report"],
-    },
-    doc: "report: decide, count and log, but change nothing.",
-};
-pub const DEBUG: Field = field! {
-    name: "debug",
-    kind: Kind::Bool { default: false },
-    doc: "Denied preflights carry cors-deny-reason; every decision is logged at debug level.",
-};
-pub const DANGEROUSLY_ALLOW_INSECURE_ORIGINS: Field = field! {
-    name: "dangerously_allow_insecure_origins",
-    kind: Kind::Bool { default: false },
-    doc: "Allow non-loopback http:// origins together with allow_credentials: true.",
-};
-
-/// Every policy field, in the order the schema and the docs list them.
-pub const POLICY_FIELDS: [&Field; 14] = [
-    &ALLOW_ORIGINS,
-    &ALLOW_ORIGIN_REGEXES,
-    &ALLOW_METHODS,
-    &ALLOW_HEADERS,
-    &EXPOSE_HEADERS,
-    &ALLOW_CREDENTIALS,
-    &MAX_AGE,
-    &ALLOW_PRIVATE_NETWORK,
-    &UNMATCHED_PREFLIGHTS,
-    &PREFLIGHT_STATUS,
-    &UPSTREAM_CORS_HEADERS,
-    &MODE,
-    &DEBUG,
-    &DANGEROUSLY_ALLOW_INSECURE_ORIGINS,
-];
-
-/// The names of [`POLICY_FIELDS`] (only the names reach the filter's code).
-const POLICY_FIELD_NAMES: [&str; POLICY_FIELDS.len()] = {
-    let mut names = [""; POLICY_FIELDS.len()];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = POLICY_FIELDS[i].name;
-        i += 1;
-    }
-    names
-};
+policy_fields! {
+    /// Origin patterns, matched byte-exact against Origin: scheme://host[:port] as browsers serialise it (lower case, no path, no default port), https://*.example.com (one or more labels), http://localhost:* (any port), * (any origin), null (the opaque origin).
+    ALLOW_ORIGINS = "allow_origins", Kind::List { items: Items::OriginPattern, default: None };
+    /// regex-lite regexes, full match (^(?:…)$) against the exact Origin bytes; escape dots (\.).
+    ALLOW_ORIGIN_REGEXES = "allow_origin_regexes", Kind::List { items: Items::Regex, default: Some(&[]) };
+    /// Method tokens, case-sensitive as sent; * = any method. GET, HEAD and POST are always allowed.
+    ALLOW_METHODS = "allow_methods", Kind::List { items: Items::Method, default: Some(&["GET", "HEAD", "POST"]) };
+    /// Request header names, case-insensitive; * = any name except authorization (list authorization as well to allow it).
+    ALLOW_HEADERS = "allow_headers", Kind::List { items: Items::HeaderName, default: Some(&[]) };
+    /// Response header names the page's JavaScript may read; * only without credentials.
+    EXPOSE_HEADERS = "expose_headers", Kind::List { items: Items::HeaderName, default: Some(&[]) };
+    /// Send Access-Control-Allow-Credentials: true.
+    ALLOW_CREDENTIALS = "allow_credentials", Kind::Bool { default: false };
+    /// Access-Control-Max-Age of successful preflights, in seconds; absent = not sent. Browsers cap it (Chromium 7200, Firefox 86400).
+    MAX_AGE = "max_age", Kind::Integer { min: 0, max: 86_400, default: None } => max_age: Option<u32>;
+    /// Answer Private Network Access preflights with Access-Control-Allow-Private-Network: true.
+    ALLOW_PRIVATE_NETWORK = "allow_private_network", Kind::Bool { default: false } => allow_private_network: bool;
+    /// A preflight that fails a check: reject = local 403; forward = send it upstream untouched.
+    UNMATCHED_PREFLIGHTS = "unmatched_preflights", Kind::Choice { options: &["reject", "forward"] } => unmatched_preflights: super::UnmatchedPreflights;
+    /// Status of a successful preflight reply.
+    PREFLIGHT_STATUS = "preflight_status", Kind::Integer { min: 200, max: 299, default: Some(204) } => preflight_status: u16;
+    /// replace: remove Access-Control-* headers the upstream set and write ours; keep: if the upstream set Access-Control-Allow-Origin, leave its CORS headers alone.
+    UPSTREAM_CORS_HEADERS = "upstream_cors_headers", Kind::Choice { options: &["replace", "keep"] } => upstream_cors_headers: super::UpstreamCorsHeaders;
+    /// report: decide, count and log, but change nothing.
+    MODE = "mode", Kind::Choice { options: &["enforce", "report"] } => mode: super::Mode;
+    /// Denied preflights carry cors-deny-reason; every decision is logged at debug level.
+    DEBUG = "debug", Kind::Bool { default: false } => debug: bool;
+    /// Allow non-loopback http:// origins together with allow_credentials: true.
+    DANGEROUSLY_ALLOW_INSECURE_ORIGINS = "dangerously_allow_insecure_origins", Kind::Bool { default: false };
+}
 
 /// Is `name` a policy field?
 pub fn is_policy_field(name: &str) -> bool {
@@ -215,6 +161,54 @@ impl Field {
     }
 }
 
+/// Reads one scalar field of the policy object `at` by its declaration, reporting a wrong value
+/// (validation, `document.rs`); a wrong or absent value reads as the declared default.
+pub trait ReadField<C: ?Sized> {
+    /// A [`Kind::Bool`] field.
+    fn boolean(&mut self, at: &C, field: &Field) -> bool;
+    /// A [`Kind::Integer`] field in its range; `None` when absent without a default, or wrong.
+    fn integer(&mut self, at: &C, field: &Field) -> Option<i64>;
+    /// A [`Kind::Choice`] field: the index of its option (the first when absent or wrong).
+    fn choice(&mut self, at: &C, field: &Field) -> usize;
+}
+
+/// A type a scalar policy field is checked into (the `=> name: type` of [`policy_fields!`]).
+pub trait Scalar: Sized {
+    fn read<C: ?Sized>(reader: &mut impl ReadField<C>, at: &C, field: &Field) -> Self;
+}
+
+impl Scalar for bool {
+    fn read<C: ?Sized>(reader: &mut impl ReadField<C>, at: &C, field: &Field) -> Self {
+        reader.boolean(at, field)
+    }
+}
+
+/// An integer field without a default: `None` when absent.
+impl Scalar for Option<u32> {
+    fn read<C: ?Sized>(reader: &mut impl ReadField<C>, at: &C, field: &Field) -> Self {
+        reader
+            .integer(at, field)
+            .and_then(|n| u32::try_from(n).ok())
+    }
+}
+
+/// An integer field with a default.
+impl Scalar for u16 {
+    fn read<C: ?Sized>(reader: &mut impl ReadField<C>, at: &C, field: &Field) -> Self {
+        reader
+            .integer(at, field)
+            .and_then(|n| u16::try_from(n).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl<T: Choice> Scalar for T {
+    fn read<C: ?Sized>(reader: &mut impl ReadField<C>, at: &C, field: &Field) -> Self {
+        let index = reader.choice(at, field);
+        T::VALUES.get(index).copied().unwrap_or(T::VALUES[0])
+    }
+}
+
 /// A choice field's options as typed values, in the order the declaration lists them.
 pub trait Choice: Copy + 'static {
     /// The values of `Kind::Choice { options }`, option by option (the first is the default).
@@ -233,6 +227,49 @@ impl Choice for super::Mode {
     const VALUES: &'static [Self] = &[Self::Enforce, Self::Report];
 }
 
+/// What a key of a rule is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// An object of [`MATCH_FIELDS`].
+    Match,
+    /// A policy name, or null for no CORS handling.
+    Policy,
+}
+
+declare! { RuleKind, RULE_FIELDS, RULE_FIELD_NAMES;
+    /// Every field given must hold (AND). An empty match holds for every request.
+    MATCH = "match", RuleKind::Match;
+    /// A policy name (default or a key of policies), or null for no CORS handling.
+    POLICY = "policy", RuleKind::Policy;
+}
+
+/// What the string of a `match` key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    /// A name, matched exactly.
+    Name,
+    /// An exact lower-case host, or `*.domain`.
+    Host,
+    /// A path prefix, starting with `/`.
+    PathPrefix,
+    /// `namespace/name` of a Kubernetes resource.
+    Resource,
+}
+
+declare! { MatchKind, MATCH_FIELDS, MATCH_FIELD_NAMES;
+    /// Exact Envoy route name (xds.route_name). In Istio: the VirtualService http[].name, plus .<match name> when the match has a name.
+    ROUTE = "route", MatchKind::Name;
+    /// Exact Envoy virtual host name (xds.virtual_host_name).
+    VIRTUAL_HOST = "virtual_host", MatchKind::Name;
+    /// The :authority without its port: an exact lower-case host, or *.domain for one or more labels before domain.
+    HOST = "host", MatchKind::Host;
+    /// A prefix of :path.
+    PATH_PREFIX = "path_prefix", MatchKind::PathPrefix;
+    /// namespace/name of the Istio VirtualService the route came from: matched against the route metadata filter_metadata.istio.config that Istio puts on every route it generates from a VirtualService (/apis/networking.istio.io/<version>/namespaces/<ns>/virtual-service/<name>).
+    VIRTUAL_SERVICE = "virtual_service", MatchKind::Resource;
+    /// namespace/name of a Gateway API HTTPRoute: matches the routes Istio generates for its rules that have no name (route name <namespace>.<name>.<rule index>). A rule with a name gives the route that name: match it with route.
+    HTTP_ROUTE = "http_route", MatchKind::Resource;
+}
 #[cfg(test)]
 mod tests {
     use super::*;

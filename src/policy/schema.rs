@@ -1,12 +1,14 @@
-//! The JSON Schema (draft 2020-12) of the policy document, generated: the policy object's
-//! properties come from the field declarations ([`super::fields`]), the rest (the full form,
-//! rules, the cross-field rules on credentials) is written here. `cors-policy schema` prints it;
+//! The JSON Schema (draft 2020-12) of the policy document, generated: the properties of a policy
+//! object and of a rule and its `match` come from their declarations ([`super::fields`]), the
+//! rest (the full form, the cross-field rules on credentials) is written here. `cors-policy schema` prints it;
 //! `schema/policy.schema.json` is that output, committed (a test compares the two).
 //!
 //! The schema is looser than the filter's validation (`cors-policy check`): it cannot check
 //! origin serialisation, regexes, forbidden header names or policy references.
 
-use super::fields::{Field, Items, Kind, POLICY_FIELDS};
+use super::fields::{
+    Field, Items, Kind, MatchKind, RuleKind, MATCH_FIELDS, POLICY_FIELDS, RULE_FIELDS,
+};
 
 /// A JSON value whose objects keep the order they are written in (the schema reads top-down).
 enum Json {
@@ -211,74 +213,69 @@ fn full_form() -> Json {
 }
 
 fn rule() -> Json {
-    let text = |description: &str| obj([("description", s(description)), ("type", s("string"))]);
-    let resource = |description: &str| {
-        obj([
-            ("description", s(description)),
-            ("type", s("string")),
-            ("maxLength", Json::Int(317)),
-            ("pattern", s(RESOURCE_NAME_PATTERN)),
-        ])
-    };
+    let properties = RULE_FIELDS
+        .iter()
+        .map(|f| {
+            let mut pairs = vec![("description".to_owned(), s(doc(f)))];
+            match f.kind {
+                RuleKind::Match => {
+                    let keys = MATCH_FIELDS
+                        .iter()
+                        .map(|f| (f.name.to_owned(), match_field(f)))
+                        .collect();
+                    pairs.push(("type".to_owned(), s("object")));
+                    pairs.push(("additionalProperties".to_owned(), Json::Bool(false)));
+                    pairs.push(("properties".to_owned(), Json::Object(keys)));
+                }
+                RuleKind::Policy => {
+                    pairs.push(("type".to_owned(), strings(&["string", "null"])));
+                    pairs.push(("not".to_owned(), obj([("const", s("off"))])));
+                }
+            }
+            (f.name.to_owned(), Json::Object(pairs))
+        })
+        .collect();
+    let required: Vec<&str> = RULE_FIELDS.iter().map(|f| f.name).collect();
     obj([
         ("type", s("object")),
         ("additionalProperties", Json::Bool(false)),
-        ("required", strings(&["match", "policy"])),
-        (
-            "properties",
-            obj([
-                (
-                    "match",
-                    obj([
-                        ("description", s("Every field given must hold (AND). An empty match holds for every request.")),
-                        ("type", s("object")),
-                        ("additionalProperties", Json::Bool(false)),
-                        (
-                            "properties",
-                            obj([
-                                ("route", text("Exact Envoy route name (xds.route_name). In Istio: the VirtualService http[].name, plus .<match name> when the match has a name.")),
-                                ("virtual_host", text("Exact Envoy virtual host name (xds.virtual_host_name).")),
-                                (
-                                    "host",
-                                    obj([
-                                        ("description", s("The :authority without its port: an exact lower-case host, or *.domain for one or more labels before domain.")),
-                                        ("type", s("string")),
-                                        ("pattern", s("^(\\*\\.)?([a-z0-9_-]+(\\.[a-z0-9_-]+)*|\\[[0-9a-f:.]+\\])$")),
-                                    ]),
-                                ),
-                                (
-                                    "path_prefix",
-                                    obj([
-                                        ("description", s("A prefix of :path.")),
-                                        ("type", s("string")),
-                                        ("pattern", s("^/")),
-                                    ]),
-                                ),
-                                ("virtual_service", resource("namespace/name of the Istio VirtualService the route came from: matched against the route metadata filter_metadata.istio.config that Istio puts on every route it generates from a VirtualService (/apis/networking.istio.io/<version>/namespaces/<ns>/virtual-service/<name>).")),
-                                ("http_route", resource("namespace/name of a Gateway API HTTPRoute: matches the routes Istio generates for its rules that have no name (route name <namespace>.<name>.<rule index>). A rule with a name gives the route that name: match it with route.")),
-                            ]),
-                        ),
-                    ]),
-                ),
-                (
-                    "policy",
-                    obj([
-                        ("description", s("A policy name (default or a key of policies), or null for no CORS handling.")),
-                        ("type", strings(&["string", "null"])),
-                        ("not", obj([("const", s("off"))])),
-                    ]),
-                ),
-            ]),
-        ),
+        ("required", strings(&required)),
+        ("properties", Json::Object(properties)),
     ])
+}
+
+/// One `match` key's schema, from its declaration.
+fn match_field(field: &Field<MatchKind>) -> Json {
+    let mut pairs = vec![
+        ("description".to_owned(), s(doc(field))),
+        ("type".to_owned(), s("string")),
+    ];
+    match field.kind {
+        MatchKind::Name => {}
+        MatchKind::Host => pairs.push((
+            "pattern".to_owned(),
+            s("^(\\*\\.)?([a-z0-9_-]+(\\.[a-z0-9_-]+)*|\\[[0-9a-f:.]+\\])$"),
+        )),
+        MatchKind::PathPrefix => pairs.push(("pattern".to_owned(), s("^/"))),
+        MatchKind::Resource => {
+            pairs.push(("maxLength".to_owned(), Json::Int(317)));
+            pairs.push(("pattern".to_owned(), s(RESOURCE_NAME_PATTERN)));
+        }
+    }
+    Json::Object(pairs)
+}
+
+/// A declaration's documentation line (a doc comment, so without its leading space).
+fn doc<K>(field: &Field<K>) -> &'static str {
+    field.doc.trim_start()
 }
 
 /// One policy field's schema, from its declaration.
 fn field(field: &Field) -> Json {
     let mut pairs = Vec::new();
     let description = match field.default_text() {
-        Some(default) => format!("{} Default {default}.", field.doc),
-        None => field.doc.to_owned(),
+        Some(default) => format!("{} Default {default}.", doc(field)),
+        None => doc(field).to_owned(),
     };
     pairs.push(("description".to_owned(), Json::Str(description)));
     match &field.kind {
