@@ -7,7 +7,7 @@
 //! defaults come from here, into [`Scalars`]. The JSON Schema (`cors-policy schema`, committed as
 //! `schema/policy.schema.json`) is generated from the same tables.
 //!
-//! Adding a boolean, integer or choice field is one entry in [`policy_fields!`] below, with the
+//! Adding a boolean, integer or choice field is one entry in `policy_fields!` below, with the
 //! name of its checked value and that value's type after `=>`; then its use in `compile`
 //! (`document.rs`), [`super::Policy`] and the engine. A list field, or a field that other checks
 //! depend on, leaves out the `=>` part and is checked by hand in `document.rs`.
@@ -65,12 +65,20 @@ macro_rules! policy_fields {
         }
 
         impl Scalars {
-            /// Reads each field in declaration order.
+            /// Reads each field in declaration order (the reader decides when to report errors).
             pub fn read<C: ?Sized>(reader: &mut impl ReadField<C>, at: &C) -> Self {
                 Scalars {
                     $($($checked: Scalar::read(reader, at, &$konst),)?)*
                 }
             }
+        }
+
+        #[cfg(test)]
+        #[test]
+        fn every_checked_type_fits_its_declared_kind() {
+            $($(
+                assert!(<$ty as Scalar>::fits(&$konst.kind), "{}", $name);
+            )?)*
         }
     };
 }
@@ -172,14 +180,21 @@ pub trait ReadField<C: ?Sized> {
     fn choice(&mut self, at: &C, field: &Field) -> usize;
 }
 
-/// A type a scalar policy field is checked into (the `=> name: type` of [`policy_fields!`]).
+/// A type a scalar policy field is checked into (the `=> name: type` of `policy_fields!`).
 pub trait Scalar: Sized {
     fn read<C: ?Sized>(reader: &mut impl ReadField<C>, at: &C, field: &Field) -> Self;
+    /// Does this type hold every value of a field of this kind?
+    #[cfg(test)]
+    fn fits(kind: &Kind) -> bool;
 }
 
 impl Scalar for bool {
     fn read<C: ?Sized>(reader: &mut impl ReadField<C>, at: &C, field: &Field) -> Self {
         reader.boolean(at, field)
+    }
+    #[cfg(test)]
+    fn fits(kind: &Kind) -> bool {
+        matches!(kind, Kind::Bool { .. })
     }
 }
 
@@ -189,6 +204,11 @@ impl Scalar for Option<u32> {
         reader
             .integer(at, field)
             .and_then(|n| u32::try_from(n).ok())
+    }
+    #[cfg(test)]
+    fn fits(kind: &Kind) -> bool {
+        matches!(kind, Kind::Integer { min, max, default: None }
+            if u32::try_from(*min).is_ok() && u32::try_from(*max).is_ok())
     }
 }
 
@@ -200,12 +220,22 @@ impl Scalar for u16 {
             .and_then(|n| u16::try_from(n).ok())
             .unwrap_or_default()
     }
+    #[cfg(test)]
+    fn fits(kind: &Kind) -> bool {
+        matches!(kind, Kind::Integer { min, max, default: Some(_) }
+            if u16::try_from(*min).is_ok() && u16::try_from(*max).is_ok())
+    }
 }
 
+/// A choice field: the value of its option ([`Choice::VALUES`]).
 impl<T: Choice> Scalar for T {
     fn read<C: ?Sized>(reader: &mut impl ReadField<C>, at: &C, field: &Field) -> Self {
         let index = reader.choice(at, field);
         T::VALUES.get(index).copied().unwrap_or(T::VALUES[0])
+    }
+    #[cfg(test)]
+    fn fits(kind: &Kind) -> bool {
+        matches!(kind, Kind::Choice { options } if options.len() == T::VALUES.len())
     }
 }
 
@@ -273,27 +303,6 @@ declare! { MatchKind, MATCH_FIELDS, MATCH_FIELD_NAMES;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn options(field: &Field) -> &'static [&'static str] {
-        match field.kind {
-            Kind::Choice { options } => options,
-            _ => &[],
-        }
-    }
-
-    #[test]
-    fn every_choice_has_one_value_per_option() {
-        use super::super::{Mode, UnmatchedPreflights, UpstreamCorsHeaders};
-        assert_eq!(
-            options(&UNMATCHED_PREFLIGHTS).len(),
-            UnmatchedPreflights::VALUES.len()
-        );
-        assert_eq!(
-            options(&UPSTREAM_CORS_HEADERS).len(),
-            UpstreamCorsHeaders::VALUES.len()
-        );
-        assert_eq!(options(&MODE).len(), Mode::VALUES.len());
-    }
 
     #[test]
     fn names_are_unique_and_defaults_print_as_json() {
