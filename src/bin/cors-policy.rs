@@ -23,7 +23,7 @@ use serde_json::Value;
 const USAGE: &str = "\
 usage:
   cors-policy check FILE
-  cors-policy schema
+  cors-policy schema [--markdown-table]
   cors-policy import FILE
   cors-policy explain FILE [--origin ORIGIN] [--method METHOD] [--header NAME]...
                       [--preflight] [--private-network]
@@ -37,7 +37,8 @@ the policy document (or an Envoy Gateway EnvoyExtensionPolicy: spec.wasm[].confi
 check    prints every problem as `path: message` (warnings prefixed `warning: `);
          exit 0 = valid, 1 = invalid, 2 = usage or I/O error.
 schema   prints the JSON Schema of the policy document (schema/policy.schema.json is its
-         output), generated from the same field declarations as the validation.
+         output), generated from the same field declarations as the validation;
+         --markdown-table: the field table of docs/policy.md instead.
 import   reads Istio VirtualServices (their http[].corsPolicy) or an Envoy route configuration
          (CorsPolicy per virtual host or route, in typed_per_filter_config) from a YAML or JSON
          file and prints an equivalent policy document, with rules keyed on where each came
@@ -88,7 +89,13 @@ fn main() -> ExitCode {
             out.push_str(&policy::schema::json_schema());
             Ok(true)
         }
-        Some("schema") => Err(usage_error("schema takes no arguments".to_owned())),
+        Some("schema") if args.len() == 2 && args[1] == "--markdown-table" => {
+            out.push_str(&policy::schema::markdown_table());
+            Ok(true)
+        }
+        Some("schema") => Err(usage_error(
+            "schema takes no argument but --markdown-table".to_owned(),
+        )),
         Some("import") => import_command(&args[1..], &mut out),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");

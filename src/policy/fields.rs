@@ -1,11 +1,12 @@
 //! Every key of a policy document that has a meaning of its own, declared once: the fields of a
 //! policy object ([`POLICY_FIELDS`]), the keys of a rule ([`RULE_FIELDS`]) and of its `match`
-//! ([`MATCH_FIELDS`]), each with its name, kind and documentation line.
+//! ([`MATCH_FIELDS`]), each with its name, kind and documentation (its doc comment).
 //!
 //! Validation (`document.rs`) checks unknown keys against these tables and reads the scalar
 //! policy fields (boolean, integer, choice) by their declaration alone: type checks, ranges and
 //! defaults come from here, into [`Scalars`]. The JSON Schema (`cors-policy schema`, committed as
-//! `schema/policy.schema.json`) is generated from the same tables.
+//! `schema/policy.schema.json`) and the field table of docs/policy.md (`cors-policy schema
+//! --markdown-table`) are generated from the same tables.
 //!
 //! Adding a boolean, integer or choice field is one entry in `policy_fields!` below, with the
 //! name of its checked value and that value's type after `=>`; then its use in `compile`
@@ -17,14 +18,36 @@
 pub struct Field<K = Kind> {
     pub name: &'static str,
     pub kind: K,
-    /// What the key does: the schema's description (a policy field's with its default appended).
-    /// Not compiled into the filter, which never prints it.
+    /// Its doc comment, line by line: what the key does ([`Field::description`]), and for a
+    /// policy field, after an empty line, its row in the field table of docs/policy.md
+    /// ([`Field::docs_meaning`]). Not compiled into the filter, which never prints it.
     #[cfg(not(target_arch = "wasm32"))]
     pub doc: &'static str,
 }
 
-/// Declares the keys of one table: a const per key (its doc comment is its documentation line;
-/// left out of the wasm build), `$all` with every key in order, and `$names` with their names.
+#[cfg(not(target_arch = "wasm32"))]
+impl<K> Field<K> {
+    /// The doc comment's `n`th paragraph, its lines joined by a space.
+    fn paragraph(&self, n: usize) -> String {
+        let lines: Vec<&str> = self.doc.lines().map(str::trim).collect();
+        let text = lines.split(|l| l.is_empty()).nth(n).unwrap_or_default();
+        text.join(" ")
+    }
+
+    /// What the key does, in plain text: the schema's description (a policy field's with its
+    /// default appended).
+    pub fn description(&self) -> String {
+        self.paragraph(0)
+    }
+
+    /// The meaning column of its row in the field table of docs/policy.md (Markdown).
+    pub fn docs_meaning(&self) -> String {
+        self.paragraph(1)
+    }
+}
+
+/// Declares the keys of one table: a const per key (its doc comment is its documentation, left
+/// out of the wasm build), `$all` with every key in order, and `$names` with their names.
 macro_rules! declare {
     ($kind:ty, $all:ident, $names:ident; $(
         $(#[doc = $doc:literal])+
@@ -36,7 +59,7 @@ macro_rules! declare {
                 name: $name,
                 kind: $value,
                 #[cfg(not(target_arch = "wasm32"))]
-                doc: concat!($($doc),+),
+                doc: concat!($($doc, "\n"),+),
             };
         )*
         /// The names of every key of this table, in order (only the names reach the filter's code).
@@ -117,34 +140,65 @@ pub enum Items {
     HeaderName,
 }
 
+// Each field: its doc comment (the schema's description; after an empty line, the meaning column
+// of the field table in docs/policy.md), const = name, kind, and for a field read by its kind
+// alone `=> name: type` of its checked value in `Scalars`.
 policy_fields! {
     /// Origin patterns, matched byte-exact against Origin: scheme://host[:port] as browsers serialise it (lower case, no path, no default port), https://*.example.com (one or more labels), http://localhost:* (any port), * (any origin), null (the opaque origin).
+    ///
+    /// origin patterns, see [below](#origin-patterns); may be `[]` when `allow_origin_regexes` is given
     ALLOW_ORIGINS = "allow_origins", Kind::List { items: Items::OriginPattern, default: None };
     /// regex-lite regexes, full match (^(?:…)$) against the exact Origin bytes; escape dots (\.).
+    ///
+    /// regex-lite syntax, full match (`^(?:…)$`) against the exact Origin bytes
     ALLOW_ORIGIN_REGEXES = "allow_origin_regexes", Kind::List { items: Items::Regex, default: Some(&[]) };
     /// Method tokens, case-sensitive as sent; * = any method. GET, HEAD and POST are always allowed.
+    ///
+    /// method tokens, case-sensitive; `"*"` = any. GET/HEAD/POST are always allowed
     ALLOW_METHODS = "allow_methods", Kind::List { items: Items::Method, default: Some(&["GET", "HEAD", "POST"]) };
     /// Request header names, case-insensitive; * = any name except authorization (list authorization as well to allow it).
+    ///
+    /// header names, case-insensitive; `"*"` = any name except `authorization` (list it too to allow it)
     ALLOW_HEADERS = "allow_headers", Kind::List { items: Items::HeaderName, default: Some(&[]) };
     /// Response header names the page's JavaScript may read; * only without credentials.
+    ///
+    /// response headers the page may read; `"*"` only without credentials
     EXPOSE_HEADERS = "expose_headers", Kind::List { items: Items::HeaderName, default: Some(&[]) };
     /// Send Access-Control-Allow-Credentials: true.
+    ///
+    /// send `Access-Control-Allow-Credentials: true`
     ALLOW_CREDENTIALS = "allow_credentials", Kind::Bool { default: false };
     /// Access-Control-Max-Age of successful preflights, in seconds; absent = not sent. Browsers cap it (Chromium 7200, Firefox 86400).
+    ///
+    /// `Access-Control-Max-Age` on allowed preflights (Chromium caps at 7200)
     MAX_AGE = "max_age", Kind::Integer { min: 0, max: 86_400, default: None } => max_age: Option<u32>;
     /// Answer Private Network Access preflights with Access-Control-Allow-Private-Network: true.
+    ///
+    /// answer Private Network Access preflights
     ALLOW_PRIVATE_NETWORK = "allow_private_network", Kind::Bool { default: false } => allow_private_network: bool;
     /// A preflight that fails a check: reject = local 403; forward = send it upstream untouched.
+    ///
+    /// a preflight failing any check: local 403, or sent upstream untouched
     UNMATCHED_PREFLIGHTS = "unmatched_preflights", Kind::Choice { options: &["reject", "forward"] } => unmatched_preflights: super::UnmatchedPreflights;
     /// Status of a successful preflight reply.
+    ///
+    /// status of an allowed preflight reply
     PREFLIGHT_STATUS = "preflight_status", Kind::Integer { min: 200, max: 299, default: Some(204) } => preflight_status: u16;
     /// replace: remove Access-Control-* headers the upstream set and write ours; keep: if the upstream set Access-Control-Allow-Origin, leave its CORS headers alone.
+    ///
+    /// `replace`: drop the upstream's `Access-Control-*` headers and write ours; `keep`: if the upstream set `Access-Control-Allow-Origin`, leave its CORS headers alone
     UPSTREAM_CORS_HEADERS = "upstream_cors_headers", Kind::Choice { options: &["replace", "keep"] } => upstream_cors_headers: super::UpstreamCorsHeaders;
     /// report: decide, count and log, but change nothing.
+    ///
+    /// `report`: decide, count and log, but change nothing
     MODE = "mode", Kind::Choice { options: &["enforce", "report"] } => mode: super::Mode;
     /// Denied preflights carry cors-deny-reason; every decision is logged at debug level.
+    ///
+    /// denied preflights carry `cors-deny-reason: origin\|method\|headers\|private-network`; every decision is logged at debug level
     DEBUG = "debug", Kind::Bool { default: false } => debug: bool;
     /// Allow non-loopback http:// origins together with allow_credentials: true.
+    ///
+    /// allow non-loopback `http://` origins together with credentials (see [Credentials](#credentials))
     DANGEROUSLY_ALLOW_INSECURE_ORIGINS = "dangerously_allow_insecure_origins", Kind::Bool { default: false };
 }
 

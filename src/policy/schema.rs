@@ -96,6 +96,37 @@ impl Json {
     }
 }
 
+/// The field table of docs/policy.md, as `cors-policy schema --markdown-table` prints it: each
+/// policy field with its type and default (from its kind) and its meaning (from its doc comment).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| field | type, default | meaning |\n|---|---|---|\n");
+    for field in POLICY_FIELDS {
+        let code = |text: &str| format!("`{text}`");
+        let type_default = match &field.kind {
+            Kind::Bool { .. } => "bool".to_owned(),
+            Kind::Integer { min, max, .. } => format!("integer {min}..={max}"),
+            Kind::Choice { options } => options
+                .iter()
+                .map(|o| code(&format!("{o:?}")))
+                .collect::<Vec<_>>()
+                .join(" \\| "),
+            Kind::List { .. } => "list".to_owned(),
+        };
+        let default = match (&field.kind, field.default_text()) {
+            (Kind::Choice { .. }, Some(first)) => code(&format!("{first:?}")),
+            (_, Some(default)) => code(&default),
+            (Kind::List { .. }, None) => "**required**".to_owned(),
+            (_, None) => "absent".to_owned(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {type_default}, {default} | {} |\n",
+            field.name,
+            field.docs_meaning()
+        ));
+    }
+    out
+}
+
 /// The schema as `cors-policy schema` prints it (ending with a newline).
 pub fn json_schema() -> String {
     let mut out = String::new();
@@ -216,7 +247,7 @@ fn rule() -> Json {
     let properties = RULE_FIELDS
         .iter()
         .map(|f| {
-            let mut pairs = vec![("description".to_owned(), s(doc(f)))];
+            let mut pairs = vec![("description".to_owned(), Json::Str(f.description()))];
             match f.kind {
                 RuleKind::Match => {
                     let keys = MATCH_FIELDS
@@ -247,7 +278,7 @@ fn rule() -> Json {
 /// One `match` key's schema, from its declaration.
 fn match_field(field: &Field<MatchKind>) -> Json {
     let mut pairs = vec![
-        ("description".to_owned(), s(doc(field))),
+        ("description".to_owned(), Json::Str(field.description())),
         ("type".to_owned(), s("string")),
     ];
     match field.kind {
@@ -265,17 +296,12 @@ fn match_field(field: &Field<MatchKind>) -> Json {
     Json::Object(pairs)
 }
 
-/// A declaration's documentation line (a doc comment, so without its leading space).
-fn doc<K>(field: &Field<K>) -> &'static str {
-    field.doc.trim_start()
-}
-
 /// One policy field's schema, from its declaration.
 fn field(field: &Field) -> Json {
     let mut pairs = Vec::new();
     let description = match field.default_text() {
-        Some(default) => format!("{} Default {default}.", doc(field)),
-        None => doc(field).to_owned(),
+        Some(default) => format!("{} Default {default}.", field.description()),
+        None => field.description(),
     };
     pairs.push(("description".to_owned(), Json::Str(description)));
     match &field.kind {
