@@ -44,7 +44,7 @@ NATIVE        := dist/libcors_proxy.so
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build native run run-native unit test lint clean bench empty-filter spec-calls cli oci fuzz soak \
+.PHONY: all venv envoy wasm-target build native run run-native unit test lint clean bench empty-filter empty-module spec-calls cli oci fuzz soak \
         compose compose-test
 
 all: build
@@ -141,6 +141,14 @@ empty-filter: wasm-target
 		cp $(EMPTY_CARGO) $(EMPTY_WASM); \
 	fi
 
+# The dynamic-module floor: the module built with feature `floor` (its request and response hooks
+# return at once), copied aside; `make native` then rebuilds the real one from the same target dir.
+EMPTY_MODULE := build/bench/libcors_proxy_empty.so
+empty-module:
+	cargo build --profile native -p cors-proxy-dynamic-module --features floor
+	@mkdir -p build/bench
+	@cp $(CARGO_NATIVE) $(EMPTY_MODULE)
+
 SPEC_CALLS_CARGO := bench/spec-calls/target/$(TARGET)/release/spec_calls.wasm
 SPEC_CALLS_WASM  := build/bench/spec_calls.wasm
 
@@ -151,10 +159,10 @@ spec-calls: wasm-target
 	@mkdir -p build/bench
 	@scripts/wasm-optimize.sh $(SPEC_CALLS_CARGO) $(SPEC_CALLS_WASM)
 
-bench: build venv empty-filter spec-calls
+bench: empty-module build venv empty-filter spec-calls
 	cargo bench --bench engine -- --noplot
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
-		EMPTY_WASM="$(abspath $(EMPTY_WASM))" \
+		EMPTY_WASM="$(abspath $(EMPTY_WASM))" EMPTY_MODULE="$(abspath $(EMPTY_MODULE))" \
 		SPEC_CALLS_WASM="$(abspath $(SPEC_CALLS_WASM))" $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 cli:

@@ -9,17 +9,19 @@ filters alternating within a scenario, for --rounds rounds; the figures are medi
 
 Variants: none | native-{1,1000,10000} | native-10000-last | empty (an empty proxy-wasm filter:
 the wasm floor) | spec-calls (only the host calls the filter makes, nothing decided) |
-ours-{1,1000,10000} | dm-{1,1000,10000} (the same engine as an Envoy dynamic module). Scenarios: non-CORS GET, allowed actual GET, allowed preflight, denied
-preflight.
+ours-{1,1000,10000} | dm-{1,1000,10000} (the same engine as an Envoy dynamic module) | dm-empty
+(that module built with its request and response hooks returning at once: the dynamic-module
+floor). Scenarios: non-CORS GET, allowed actual GET, allowed preflight, denied preflight.
 
 Writes build/bench/results.json, bench/throughput.png and the results section of
 BENCHMARKS.md (between the `bench:results` markers). Usage (normally through `make bench`):
 
     .venv/bin/python bench/run.py [--rounds 4] [--duration 5] [--connections 16]
 
-Environment: ENVOY_BIN, CORS_WASM, CORS_NATIVE, EMPTY_WASM, SPEC_CALLS_WASM (defaults: the
-project venv's Envoy, dist/cors_proxy_wasm.wasm, dist/libcors_proxy.so, bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm,
-bench/spec-calls/target/wasm32-wasip1/release/spec_calls.wasm).
+Environment: ENVOY_BIN, CORS_WASM, CORS_NATIVE, EMPTY_WASM, SPEC_CALLS_WASM, EMPTY_MODULE
+(defaults: the project venv's Envoy, dist/cors_proxy_wasm.wasm, dist/libcors_proxy.so,
+bench/empty-filter/target/wasm32-wasip1/release/empty_filter.wasm,
+bench/spec-calls/target/wasm32-wasip1/release/spec_calls.wasm, build/bench/libcors_proxy_empty.so).
 Any missing tool or a variant answering differently than expected is a hard error.
 """
 
@@ -79,6 +81,9 @@ WORST = "native-10000-last"
 # `spec-calls`: bench/spec-calls, a filter making exactly our host calls for this policy with
 # fixed answers, i.e. the most any filter making these host calls reaches through this host.
 SPEC_CALLS = "spec-calls"
+# `dm-empty`: the dynamic module built with feature `floor` (`make empty-module`), whose request
+# and response hooks return at once: what any dynamic module costs Envoy before doing any work.
+EMPTY_MODULE = "dm-empty"
 VARIANTS = (
     ["none"]
     + [f"native-{n}" for n in SIZES]
@@ -86,6 +91,7 @@ VARIANTS = (
     + ["empty", SPEC_CALLS]
     + [f"ours-{n}" for n in SIZES]
     + [f"dm-{n}" for n in SIZES]
+    + [EMPTY_MODULE]
 )
 
 
@@ -238,7 +244,9 @@ def variant_listener(variant: str, port: int, modules: dict[str, Path]) -> dict:
     filters: list[dict] = []
     kind, _, size = variant.partition("-")
     size, _, position = size.partition("-")
-    if variant == SPEC_CALLS:
+    if variant == EMPTY_MODULE:
+        filters = [dynamic_module_filter(modules[EMPTY_MODULE], our_policy(1))]
+    elif variant == SPEC_CALLS:
         filters = [wasm_filter(SPEC_CALLS, modules[SPEC_CALLS], ALLOWED)]
     elif kind == "native":
         filters = [
@@ -320,6 +328,8 @@ def bootstrap(admin_port: int, upstream_port: int, ports: dict, modules: dict[st
 
 def expected(variant: str, scenario: str) -> tuple[int, str | None]:
     """(status, Access-Control-Allow-Origin) each variant must answer with."""
+    if variant == EMPTY_MODULE:
+        return expected("empty", scenario)
     kind = "ours" if variant in (SPEC_CALLS,) or variant.startswith("dm-") else variant.partition("-")[0]
     if kind in ("none", "empty") or scenario == "non-cors GET":
         return 200, None
@@ -476,7 +486,12 @@ def dm_target_rows(med: dict) -> list[dict]:
             got = med[f"dm-{size}"][scenario]["rps"] / b
             rows.append({"size": size, "scenario": scenario, "baseline": baseline,
                          "baseline_rps": b, "target": minimum, "got": got,
-                         "met": got >= minimum, "bound": bound(med, scenario, b)})
+                         "met": got >= minimum, "bound": bound(med, scenario, b),
+                         # Only an actual GET goes the same way through an empty module
+                         # (a preflight would go upstream).
+                         "floor": (med[EMPTY_MODULE][scenario]["rps"] / b
+                                   if EMPTY_MODULE in med and scenario == "actual GET"
+                                   else None)})
     return rows
 
 
@@ -663,12 +678,13 @@ def dm_markdown(results: dict) -> list[str]:
         out.append(f"| {n:,} | " + " | ".join(cells) + " |")
     out += ["", "Dynamic module targets (dm ÷ native, requests/s; the `native-10000-last` rows, native's "
             "worst case, are supplementary as for the wasm build; *bound* as below):", "",
-            "| origins | scenario | baseline | target | measured | | bound |",
-            "|---|---|---|---|---|---|---|"]
+            "| origins | scenario | baseline | target | measured | | floor: empty module | bound |",
+            "|---|---|---|---|---|---|---|---|"]
     for t in results.get("dm_targets") or []:
         out.append(f"| {t['size']:,} | {t['scenario']} | {t['baseline']} ({t['baseline_rps']:,.0f}/s) "
                    f"| ≥ {t['target']:.2f}× | {t['got']:.3f}× "
-                   f"| {'met' if t['met'] else '**not met**'} | " + ratio_cell(t.get("bound")))
+                   f"| {'met' if t['met'] else '**not met**'} | " + ratio_cell(t.get("floor"))
+                   + " " + ratio_cell(t.get("bound")))
     return out
 
 
@@ -801,7 +817,10 @@ def main() -> None:
                            ROOT / "bench/spec-calls/target/wasm32-wasip1/release/spec_calls.wasm",
                            "run `make bench`, which builds bench/spec-calls")
     dm = wasm_file("CORS_NATIVE", ROOT / "dist/libcors_proxy.so", "run `make build`")
-    modules = {"ours": ours, "empty": empty, SPEC_CALLS: spec_calls, "dm": dm}
+    empty_module = wasm_file("EMPTY_MODULE", BUILD / "libcors_proxy_empty.so",
+                             "run `make bench`, which builds it (`make empty-module`)")
+    modules = {"ours": ours, "empty": empty, SPEC_CALLS: spec_calls, "dm": dm,
+               EMPTY_MODULE: empty_module}
     BUILD.mkdir(parents=True, exist_ok=True)
 
     admin, upstream, *rest = free_ports(2 + len(VARIANTS))
@@ -887,8 +906,10 @@ def main() -> None:
         log(f"{r['size']:>5} origins {r['scenario']:<18} dynamic module ÷ native {r['vs_native']:.2f}×, "
             f"÷ ours (wasm) {r['vs_ours']:.2f}×")
     for t in results["dm_targets"]:
-        log(f"dynamic module target {t['size']:>5} {t['scenario']:<18} vs {t['baseline']:<12} "
-            f"≥{t['target']:.2f}×: {t['got']:.2f}× {'met' if t['met'] else 'NOT MET'}")
+        floor = f", empty module {t['floor']:.2f}×" if t.get("floor") is not None else ""
+        log(f"dynamic module target {t['size']:>5} {t['scenario']:<18} vs {t['baseline']:<17} "
+            f"≥{t['target']:.2f}×: {t['got']:.2f}× {'met' if t['met'] else 'NOT MET'} "
+            f"({t['baseline']} {t['baseline_rps']:,.0f} req/s{floor})")
     if not results["valid"]:
         die(f"other programs used up to {max(foreign):.1%} of a CPU during a round (limit "
             f"{args.max_foreign_cpu:.0%}): the figures are not comparable and no report was "

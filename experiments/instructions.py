@@ -99,7 +99,8 @@ def main() -> None:
         old.unlink()
     admin, upstream, *ports = bench.free_ports(2 + len(specs))
     config = bench.bootstrap(admin, upstream, dict.fromkeys(bench.VARIANTS, 0),
-                             dict.fromkeys(("ours", "empty", "dm", bench.SPEC_CALLS), Path("-")))
+                             dict.fromkeys(("ours", "empty", "dm", bench.SPEC_CALLS, bench.EMPTY_MODULE),
+                                           Path("-")))
     config["static_resources"]["listeners"] = config["static_resources"]["listeners"][:1] + [
         ab.listener(name, spec, port, args.origins, args.direct)
         for (name, spec), port in zip(specs, ports)]

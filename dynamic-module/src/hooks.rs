@@ -113,6 +113,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter_module_ptr: ModulePtr,
     _end_of_stream: bool,
 ) -> u32 {
+    if cfg!(feature = "floor") {
+        return CONTINUE;
+    }
     guard(CONTINUE, || {
         // SAFETY: the pointers of this hook (see `stream` and `Envoy::new`).
         let Some((state, filter)) = (unsafe { stream(filter_module_ptr) }) else {
@@ -132,6 +135,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     filter_module_ptr: ModulePtr,
     _end_of_stream: bool,
 ) -> u32 {
+    if cfg!(feature = "floor") {
+        return CONTINUE;
+    }
     guard(CONTINUE, || {
         // SAFETY: as above.
         if let Some((state, filter)) = unsafe { stream(filter_module_ptr) } {
