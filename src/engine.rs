@@ -389,6 +389,7 @@ enum RequestedHeaders<'a> {
 
 /// Checks every name of `Access-Control-Request-Headers`. Linear in the length of the value, one
 /// lower-casing buffer reused for every name.
+#[inline(never)]
 fn check_request_headers<'a>(policy: &'a Policy, acrh: &[u8]) -> RequestedHeaders<'a> {
     let echo = matches!(policy.values.allow_headers, AllowHeadersValue::Echo);
     let mut echoed: Vec<u8> = Vec::new();

@@ -270,6 +270,10 @@ impl Lowercase {
     }
 
     /// `name` in ASCII lower case, valid until the next call.
+    ///
+    /// Called once per element of a request header list: the short path is small enough to be
+    /// inlined into that loop, and the rare long name goes through a call.
+    #[inline]
     pub fn of(&mut self, name: &[u8]) -> &[u8] {
         match self.short.get_mut(..name.len()) {
             Some(buffer) => {
@@ -278,12 +282,15 @@ impl Lowercase {
                 }
                 buffer
             }
-            None => {
-                self.long.clear();
-                self.long.extend(name.iter().map(u8::to_ascii_lowercase));
-                &self.long
-            }
+            None => Self::long(&mut self.long, name),
         }
+    }
+
+    #[cold]
+    fn long<'b>(buffer: &'b mut Vec<u8>, name: &[u8]) -> &'b [u8] {
+        buffer.clear();
+        buffer.extend(name.iter().map(u8::to_ascii_lowercase));
+        buffer
     }
 }
 

@@ -66,11 +66,32 @@ impl<'a> FactSource<'a> for Known<'a> {
 
 /// The facts about one request's route, each read from its source at most once and only when
 /// selection asks for it.
+///
+/// Built and dropped once per request: what each fact read as is a `Copy` [`Slot`], and the
+/// values a source hands over owned are kept together in one buffer, so that a set of facts
+/// that borrows everything (or reads nothing) has nothing to free.
 #[derive(Debug)]
 pub struct RouteFacts<'a, S> {
     source: S,
-    /// `None` = not read yet.
-    read: [Option<Option<Cow<'a, [u8]>>>; RouteFact::COUNT],
+    read: [Slot<'a>; RouteFact::COUNT],
+    /// The bytes of the facts read as [`Cow::Owned`], one after another.
+    owned: Vec<u8>,
+}
+
+/// What one fact read as.
+#[derive(Debug, Clone, Copy, Default)]
+enum Slot<'a> {
+    /// Not asked for yet.
+    #[default]
+    Unread,
+    /// The route does not have it.
+    Absent,
+    Borrowed(&'a [u8]),
+    /// `owned[start..end]`.
+    Owned {
+        start: usize,
+        end: usize,
+    },
 }
 
 impl<'a> Known<'a> {
@@ -101,7 +122,7 @@ impl<'a> RouteFacts<'a, Known<'a>> {
     /// chain of these costs no copies of the whole set).
     pub fn with_optional(mut self, fact: RouteFact, value: Option<&'a [u8]>) -> Self {
         self.source.0[fact as usize] = value;
-        self.read[fact as usize] = None;
+        self.read[fact as usize] = Slot::Unread;
         self
     }
 }
@@ -112,25 +133,51 @@ impl<'a, S: FactSource<'a>> RouteFacts<'a, S> {
         RouteFacts {
             source,
             read: Default::default(),
+            owned: Vec::new(),
         }
     }
 
     /// The fact, read from the source the first time it is asked for.
+    #[inline]
     pub fn get(&mut self, fact: RouteFact) -> Option<&[u8]> {
-        let source = &mut self.source;
-        self.read[fact as usize]
-            .get_or_insert_with(|| source.read(fact))
-            .as_deref()
+        let slot = &mut self.read[fact as usize];
+        if let Slot::Unread = slot {
+            *slot = match self.source.read(fact) {
+                None => Slot::Absent,
+                Some(Cow::Borrowed(value)) => Slot::Borrowed(value),
+                Some(Cow::Owned(value)) => keep(&mut self.owned, value),
+            };
+        }
+        match *slot {
+            Slot::Unread | Slot::Absent => None,
+            Slot::Borrowed(value) => Some(value),
+            Slot::Owned { start, end } => self.owned.get(start..end),
+        }
     }
 
     /// Has selection asked for this fact (and so read it from the source)?
     pub fn was_read(&self, fact: RouteFact) -> bool {
-        self.read[fact as usize].is_some()
+        !matches!(self.read[fact as usize], Slot::Unread)
     }
 
     /// The source (a test's recording source, for instance).
     pub fn source(&self) -> &S {
         &self.source
+    }
+}
+
+/// Appends an owned fact to `owned` (taking the value itself as the buffer when it is the first)
+/// and says where it is.
+fn keep<'a>(owned: &mut Vec<u8>, value: Vec<u8>) -> Slot<'a> {
+    let start = owned.len();
+    if start == 0 {
+        *owned = value;
+    } else {
+        owned.extend_from_slice(&value);
+    }
+    Slot::Owned {
+        start,
+        end: owned.len(),
     }
 }
 
@@ -292,6 +339,60 @@ mod tests {
         assert_eq!(facts.source().0, expected);
         assert!(facts.was_read(RouteFact::RouteName));
         assert!(!facts.was_read(RouteFact::Authority));
+    }
+
+    /// Hands every fact over owned, the path's value empty (as a host property can be).
+    struct Owned;
+
+    impl FactSource<'static> for Owned {
+        fn read(&mut self, fact: RouteFact) -> Option<Cow<'static, [u8]>> {
+            match fact {
+                RouteFact::Path => Some(Cow::Owned(Vec::new())),
+                RouteFact::IstioConfig => None,
+                _ => Some(Cow::Owned(format!("{fact:?}").into_bytes())),
+            }
+        }
+    }
+
+    #[test]
+    fn owned_facts_read_in_any_order_keep_their_own_values() {
+        let orders = [
+            RouteFact::ALL,
+            [
+                RouteFact::Path,
+                RouteFact::Authority,
+                RouteFact::IstioConfig,
+                RouteFact::MetadataPolicy,
+                RouteFact::VirtualHost,
+                RouteFact::RouteName,
+            ],
+        ];
+        for order in orders {
+            let mut facts = RouteFacts::new(Owned);
+            for (i, fact) in order.into_iter().enumerate() {
+                let expected = Owned.read(fact);
+                assert_eq!(facts.get(fact), expected.as_deref(), "{fact:?}");
+                // The values read before are still the same.
+                for earlier in &order[..i] {
+                    assert_eq!(facts.get(*earlier), Owned.read(*earlier).as_deref());
+                }
+            }
+        }
+        let mut facts = RouteFacts::new(Owned);
+        assert_eq!(
+            facts.get(RouteFact::RouteName),
+            Some(b"RouteName".as_slice())
+        );
+        assert_eq!(facts.get(RouteFact::Path), Some(b"".as_slice()));
+        assert_eq!(facts.get(RouteFact::IstioConfig), None);
+        assert_eq!(
+            facts.get(RouteFact::Authority),
+            Some(b"Authority".as_slice())
+        );
+        assert_eq!(
+            facts.get(RouteFact::RouteName),
+            Some(b"RouteName".as_slice())
+        );
     }
 
     #[test]
