@@ -495,6 +495,14 @@ def dm_target_rows(med: dict) -> list[dict]:
     return rows
 
 
+def median_spread(med: dict) -> float:
+    """How far apart the rounds of one filter and scenario are ((max − min) ÷ median), the median
+    over every filter and scenario: the machine's own noise, which no ratio below it can resolve."""
+    spreads = sorted((max(m["rps_runs"]) - min(m["rps_runs"])) / m["rps"]
+                     for by_scenario in med.values() for m in by_scenario.values())
+    return spreads[len(spreads) // 2]
+
+
 def summarize(runs: dict) -> dict:
     med = {}
     for (variant, scenario), rs in runs.items():
@@ -570,7 +578,8 @@ def chart(med: dict, path: Path, title: str) -> None:
               "native-10000": "#08519c", WORST: "#08306b", "empty": "#bbbbbb",
               SPEC_CALLS: "#fdae6b", "ours-1": "#a1d99b",
               "ours-1000": "#41ab5d", "ours-10000": "#006d2c",
-              "dm-1": "#fcbba1", "dm-1000": "#fb6a4a", "dm-10000": "#a50f15"}
+              "dm-1": "#fcbba1", "dm-1000": "#fb6a4a", "dm-10000": "#a50f15",
+              EMPTY_MODULE: "#dddddd"}
     fig, ax = plt.subplots(figsize=(12, 5.5))
     for i, variant in enumerate(VARIANTS):
         xs = [s + (i - (len(VARIANTS) - 1) / 2) * width for s in range(len(scenarios))]
@@ -783,6 +792,9 @@ def main() -> None:
     p.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
     p.add_argument("--chart", default=str(ROOT / "bench" / "throughput.png"))
     p.add_argument("--no-report", action="store_true", help="only build/results.json")
+    p.add_argument("--max-spread", type=float, default=0.10,
+                   help="refuse to write a report when the rounds of one filter and scenario differ "
+                        "by more than this (median over all of them)")
     p.add_argument("--max-load", type=float, default=0.3,
                    help="start only below this 1-minute load average (default 0.3)")
     p.add_argument("--quiet-wait", type=int, default=300,
@@ -881,6 +893,7 @@ def main() -> None:
         "load_after": load_after,
         "foreign_cpu": [round(f, 4) for f in foreign],
         "valid": max(foreign) <= args.max_foreign_cpu,
+        "spread": median_spread(med),
         "wasm_bytes": {k: m.stat().st_size for k, m in modules.items()},
         "medians": med,
         "ratios": ratio_rows(med),
@@ -914,6 +927,11 @@ def main() -> None:
         die(f"other programs used up to {max(foreign):.1%} of a CPU during a round (limit "
             f"{args.max_foreign_cpu:.0%}): the figures are not comparable and no report was "
             f"written; raw results: {BUILD / 'results.json'}")
+    if results["spread"] > args.max_spread:
+        die(f"the rounds of one filter and scenario differ by {results['spread']:.1%} (median; limit "
+            f"{args.max_spread:.0%}) although no other program ran: the machine itself is noisy "
+            f"(another tenant of its host, say), no report was written; raw results: "
+            f"{BUILD / 'results.json'}")
     if not args.no_report:
         report(results, args)
 
