@@ -45,17 +45,19 @@ def free_ports(count: int) -> list[int]:
 
 class Envoy:
     """One Envoy (`--concurrency 1`, a random `--base-id`, log to `log_path`), optionally pinned to
-    `cpu` with taskset. `die` is the caller's fatal-error function."""
+    `cpu` with taskset, or run under `wrapper` (valgrind, say). `die` is the caller's fatal-error
+    function."""
 
     def __init__(self, binary: str, config: Path, admin_port: int, log_path: Path,
-                 die: Callable[[str], NoReturn], cpu: str | None = None):
+                 die: Callable[[str], NoReturn], cpu: str | None = None,
+                 wrapper: list[str] | None = None):
         self.admin_port = admin_port
         self.log_path = log_path
         self.die = die
         self.log_file = open(log_path, "w")
         pin = ["taskset", "-c", cpu] if cpu is not None else []
         self.proc = subprocess.Popen(
-            pin + [binary, "-c", str(config), "--concurrency", "1",
+            pin + (wrapper or []) + [binary, "-c", str(config), "--concurrency", "1",
                    "--base-id", str(random.randint(20000, 90000)), "-l", "info",
                    "--disable-hot-restart"],
             stdout=self.log_file, stderr=subprocess.STDOUT, cwd=ROOT,

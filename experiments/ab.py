@@ -53,6 +53,31 @@ def listener(name: str, spec: str, port: int, origins: int, direct: bool) -> dic
     return out
 
 
+def parse(listeners: list[str], scenarios_text: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """The listeners as (name, spec) pairs and the scenarios, checked."""
+    scenarios = scenarios_text.split(",")
+    for sc in scenarios:
+        if sc not in bench.SCENARIOS:
+            bench.die(f"unknown scenario {sc!r} (known: {', '.join(bench.SCENARIOS)})")
+    specs = [(s, s) if s in ("none", "native") else tuple(s.split("=", 1)) for s in listeners]
+    if any(len(s) != 2 for s in specs):
+        bench.die("each listener is none, native or NAME=FILE.wasm|FILE.so[@CONFIG]")
+    return specs, scenarios
+
+
+def write_config(specs: list[tuple[str, str]], origins: int, direct: bool,
+                 path: Path) -> tuple[int, list[int]]:
+    """Writes the bootstrap (the upstream listener, then one listener per spec) to `path`; the
+    admin port and the listeners' ports."""
+    admin, upstream, *ports = bench.free_ports(2 + len(specs))
+    modules = dict.fromkeys(("ours", "empty", "dm", bench.SPEC_CALLS, bench.EMPTY_MODULE), Path("-"))
+    config = bench.bootstrap(admin, upstream, dict.fromkeys(bench.VARIANTS, 0), modules)
+    config["static_resources"]["listeners"] = config["static_resources"]["listeners"][:1] + [
+        listener(name, spec, port, origins, direct) for (name, spec), port in zip(specs, ports)]
+    path.write_text(json.dumps(config, indent=1))
+    return admin, ports
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("listeners", nargs="+", help="none | native | NAME=FILE.wasm|FILE.so[@CONFIG]")
@@ -65,26 +90,12 @@ def main() -> None:
     args = p.parse_args()
     if args.rounds < 1 or args.duration < 1:
         bench.die("--rounds and --duration must be at least 1")
-    scenarios = args.scenarios.split(",")
-    for sc in scenarios:
-        if sc not in bench.SCENARIOS:
-            bench.die(f"unknown scenario {sc!r} (known: {', '.join(bench.SCENARIOS)})")
-    specs = [(s, s) if s in ("none", "native") else tuple(s.split("=", 1)) for s in args.listeners]
-    if any(len(s) != 2 for s in specs):
-        bench.die("each listener is none, native or NAME=FILE.wasm|FILE.so[@CONFIG]")
+    specs, scenarios = parse(args.listeners, args.scenarios)
     for tool in ("wrk", "taskset"):
         bench.find_tool(tool)
-
     bench.BUILD.mkdir(parents=True, exist_ok=True)
-    admin, upstream, *ports = bench.free_ports(2 + len(specs))
-    config = bench.bootstrap(admin, upstream, dict.fromkeys(bench.VARIANTS, 0),
-                             dict.fromkeys(("ours", "empty", "dm", bench.SPEC_CALLS, bench.EMPTY_MODULE),
-                                           Path("-")))
-    config["static_resources"]["listeners"] = config["static_resources"]["listeners"][:1] + [
-        listener(name, spec, port, args.origins, args.direct)
-        for (name, spec), port in zip(specs, ports)]
     path = bench.BUILD / "ab.json"
-    path.write_text(json.dumps(config, indent=1))
+    admin, ports = write_config(specs, args.origins, args.direct, path)
 
     envoy = common.Envoy(bench.find_envoy(), path, admin, bench.BUILD / "ab-envoy.log", bench.die,
                          cpu="0")

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
-import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ab  # noqa: E402
+import common  # noqa: E402
 import run as bench  # noqa: E402
 
 OUT = bench.BUILD / "instructions"
@@ -83,13 +81,7 @@ def main() -> None:
     p.add_argument("--keep", action="store_true",
                    help=f"keep each dump as {OUT.relative_to(bench.ROOT)}/LISTENER-SCENARIO-ROUND.callgrind")
     args = p.parse_args()
-    scenarios = args.scenarios.split(",")
-    for sc in scenarios:
-        if sc not in bench.SCENARIOS:
-            bench.die(f"unknown scenario {sc!r} (known: {', '.join(bench.SCENARIOS)})")
-    specs = [(s, s) if s in ("none", "native") else tuple(s.split("=", 1)) for s in args.listeners]
-    if any(len(s) != 2 for s in specs):
-        bench.die("each listener is none, native or NAME=FILE.wasm|FILE.so[@CONFIG]")
+    specs, scenarios = ab.parse(args.listeners, args.scenarios)
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):
             bench.die(f"`{tool}` not found (Debian: apt-get install valgrind)")
@@ -97,38 +89,15 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("callgrind.out*"):
         old.unlink()
-    admin, upstream, *ports = bench.free_ports(2 + len(specs))
-    config = bench.bootstrap(admin, upstream, dict.fromkeys(bench.VARIANTS, 0),
-                             dict.fromkeys(("ours", "empty", "dm", bench.SPEC_CALLS, bench.EMPTY_MODULE),
-                                           Path("-")))
-    config["static_resources"]["listeners"] = config["static_resources"]["listeners"][:1] + [
-        ab.listener(name, spec, port, args.origins, args.direct)
-        for (name, spec), port in zip(specs, ports)]
     path = OUT / "config.json"
-    path.write_text(json.dumps(config, indent=1))
-
-    log = open(OUT / "envoy.log", "w")
-    proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={OUT}/callgrind.out.%p",
-         bench.find_envoy(), "-c", str(path), "--concurrency", "1",
-         "--base-id", str(random.randint(20000, 90000)), "-l", "warn", "--disable-hot-restart"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    admin, ports = ab.write_config(specs, args.origins, args.direct, path)
+    envoy = common.Envoy(bench.find_envoy(), path, admin, OUT / "envoy.log", bench.die,
+                         wrapper=["valgrind", "--tool=callgrind",
+                                  f"--callgrind-out-file={OUT}/callgrind.out.%p"])
+    pid = envoy.pid
     results: dict = {}
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                bench.die(f"Envoy exited; log: {OUT / 'envoy.log'}")
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", admin, timeout=2)
-                c.request("GET", "/ready")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                bench.die("Envoy not ready under valgrind after 300 s")
-            time.sleep(1)
+        envoy.wait_ready(timeout=300)
         for port in ports:  # warm every listener and scenario
             for sc in scenarios:
                 requests(port, sc, 20)
@@ -137,17 +106,13 @@ def main() -> None:
             k = rnd % len(listeners)
             for sc in scenarios:
                 for (name, _), port in listeners[k:] + listeners[:k]:
-                    control(proc.pid, "--zero")
+                    control(pid, "--zero")
                     requests(port, sc, args.requests)
                     label = f"{name}-{sc.replace(' ', '_')}-{rnd}"
-                    total = count(proc.pid, label, args.keep)
+                    total = count(pid, label, args.keep)
                     results.setdefault((sc, name), []).append(total / args.requests)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        envoy.stop()
     print(f"instructions per request (callgrind Ir), {args.requests} requests × {args.rounds} "
           f"rounds, {'direct_response' if args.direct else 'proxied upstream'}")
     for sc in scenarios:
