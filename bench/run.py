@@ -473,15 +473,17 @@ def dm_ratio_rows(med: dict) -> list[dict]:
             for n in SIZES for sc in SCENARIOS]
 
 
+def native_baselines(med: dict, size: int) -> list[str]:
+    """`native-N`, and `native-N-last` (native's worst case, supplementary) where it was measured."""
+    return [f"native-{size}"] + ([f"native-{size}-last"] if f"native-{size}-last" in med else [])
+
+
 def dm_target_rows(med: dict) -> list[dict]:
     if "dm-1" not in med:
         return []
     rows = []
     for size, scenario, minimum in DM_TARGETS:
-        # As for the wasm build: at 10,000 also against native's worst case (supplementary).
-        baselines = [f"native-{size}"] + ([f"native-{size}-last"]
-                                          if f"native-{size}-last" in med else [])
-        for baseline in baselines:
+        for baseline in native_baselines(med, size):
             b = med[baseline][scenario]["rps"]
             got = med[f"dm-{size}"][scenario]["rps"] / b
             rows.append({"size": size, "scenario": scenario, "baseline": baseline,
@@ -543,9 +545,7 @@ def target_rows(med: dict) -> list[dict]:
     local reply with a one-entry origin list); none for denied preflights (native proxies them)."""
     rows = []
     for size, scenarios, base, minimum in TARGETS:
-        baselines = [f"native-{size}" if base == "native" else "empty"]
-        if base == "native" and f"native-{size}-last" in med:
-            baselines.append(f"native-{size}-last")
+        baselines = native_baselines(med, size) if base == "native" else ["empty"]
         for baseline in baselines:
             for scenario in scenarios:
                 b = med[baseline][scenario]["rps"]

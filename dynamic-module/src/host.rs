@@ -26,7 +26,9 @@ pub trait Host {
     fn headers(&self, map: Headers) -> Vec<(&[u8], &[u8])>;
     /// Sets a response header (replacing every one of that name), or removes it (`None`).
     fn set_response_header(&self, name: &[u8], value: Option<&[u8]>) -> bool;
-    /// Answers the request locally, empty body.
+    /// Answers the request locally, empty body. `details` are the engine's response code details
+    /// for it: the mock records them; Envoy's callback for a reply sent as its CORS filter sends
+    /// one has no place for them (docs/dynamic-module.md, *The preflight reply*).
     fn send_response(&self, status: u16, headers: &[(&'static str, Cow<'_, [u8]>)], details: &str);
     /// A string in the route's `filter_metadata`: `namespace.key`.
     fn route_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]>;

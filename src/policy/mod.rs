@@ -14,6 +14,13 @@ use std::fmt;
 
 use crate::lookup::NameSet;
 pub use document::load;
+use origin::OriginMatcher;
+
+/// `Vary` of every preflight reply: the answer depends on all three request headers.
+pub const PREFLIGHT_VARY: &str =
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+/// [`PREFLIGHT_VARY`] of a policy with `allow_private_network`.
+pub const PREFLIGHT_VARY_PRIVATE_NETWORK: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network";
 
 /// Loads a policy document as both shims do when Envoy configures them: warnings at `warn`, the
 /// loaded policy at `info`; on errors, each error with its path at `error`, then one line saying
@@ -46,13 +53,6 @@ pub fn load_logged(document: &[u8]) -> Option<Config> {
         }
     }
 }
-use origin::OriginMatcher;
-
-/// `Vary` of every preflight reply: the answer depends on all three request headers.
-pub const PREFLIGHT_VARY: &str =
-    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
-/// [`PREFLIGHT_VARY`] of a policy with `allow_private_network`.
-pub const PREFLIGHT_VARY_PRIVATE_NETWORK: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network";
 
 /// One problem found in a policy document, at a JSON path such as
 /// `policies.partner.allow_origins[1]`.
