@@ -446,13 +446,14 @@ fn trim_ows(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-/// One change to the response headers.
+/// One change to the response headers. A value the policy or the plan already holds is
+/// borrowed from them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderEdit {
+pub enum HeaderEdit<'a> {
     /// Remove every header of this (lower-case) name.
     Remove(Vec<u8>),
     /// Set this header, replacing any of the same name.
-    Set(&'static str, Vec<u8>),
+    Set(&'static str, Cow<'a, [u8]>),
 }
 
 /// Where [`HeaderEdit`]s land: the proxy's response headers in the shims, a header list
@@ -465,7 +466,7 @@ pub trait EditTarget {
 }
 
 /// Makes the edits on `target`, in order: the one place an edit turns into a set or a remove.
-pub fn apply_edits(edits: &[HeaderEdit], target: &mut impl EditTarget) {
+pub fn apply_edits(edits: &[HeaderEdit<'_>], target: &mut impl EditTarget) {
     for edit in edits {
         match edit {
             HeaderEdit::Remove(name) => target.remove(name),
@@ -500,11 +501,11 @@ impl EditTarget for Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// The edits a plan makes to a response with these headers (lower-case names, as Envoy gives).
-pub fn response_edits(
-    config: &Config,
-    plan: &ResponsePlan,
+pub fn response_edits<'a>(
+    config: &'a Config,
+    plan: &'a ResponsePlan,
     headers: &[(&[u8], &[u8])],
-) -> Vec<HeaderEdit> {
+) -> Vec<HeaderEdit<'a>> {
     let mut edits = Vec::new();
     match plan {
         ResponsePlan::StripCors => remove_cors_headers(headers, &mut edits),
@@ -528,12 +529,12 @@ pub fn response_edits(
                 remove_cors_headers(headers, &mut edits);
             }
             if let (Some(allow), false) = (allow_origin, keep_upstream) {
-                edits.push(HeaderEdit::Set(ACAO, allow.value().to_vec()));
+                edits.push(HeaderEdit::Set(ACAO, Cow::Borrowed(allow.value())));
                 if policy.allow_credentials {
-                    edits.push(HeaderEdit::Set(ACAC, b"true".to_vec()));
+                    edits.push(HeaderEdit::Set(ACAC, Cow::Borrowed(b"true")));
                 }
                 if let HeaderValue::Fixed(expose) = &policy.values.expose_headers {
-                    edits.push(HeaderEdit::Set(ACEH, expose.as_bytes().to_vec()));
+                    edits.push(HeaderEdit::Set(ACEH, Cow::Borrowed(expose.as_bytes())));
                 }
             }
             if policy.vary_on_origin {
@@ -544,7 +545,7 @@ pub fn response_edits(
     edits
 }
 
-fn remove_cors_headers(headers: &[(&[u8], &[u8])], edits: &mut Vec<HeaderEdit>) {
+fn remove_cors_headers(headers: &[(&[u8], &[u8])], edits: &mut Vec<HeaderEdit<'_>>) {
     for (name, _) in headers {
         let is_cors = name.len() > 15 && name[..15].eq_ignore_ascii_case(b"access-control-");
         if is_cors {
@@ -558,7 +559,7 @@ fn remove_cors_headers(headers: &[(&[u8], &[u8])], edits: &mut Vec<HeaderEdit>) 
 
 /// `Origin` merged into the response's `Vary` (docs/policy.md, *Vary*): `None` when it is already there or
 /// `Vary: *`.
-fn merge_vary(headers: &[(&[u8], &[u8])]) -> Option<HeaderEdit> {
+fn merge_vary(headers: &[(&[u8], &[u8])]) -> Option<HeaderEdit<'static>> {
     let mut merged: Vec<u8> = Vec::new();
     for (_, value) in headers
         .iter()
@@ -578,11 +579,11 @@ fn merge_vary(headers: &[(&[u8], &[u8])]) -> Option<HeaderEdit> {
             merged.extend_from_slice(value);
         }
     }
-    if !merged.is_empty() {
-        merged.extend_from_slice(b", ");
+    if merged.is_empty() {
+        return Some(HeaderEdit::Set(VARY, Cow::Borrowed(b"Origin")));
     }
-    merged.extend_from_slice(b"Origin");
-    Some(HeaderEdit::Set(VARY, merged))
+    merged.extend_from_slice(b", Origin");
+    Some(HeaderEdit::Set(VARY, Cow::Owned(merged)))
 }
 
 /// Logs a counted decision at debug level, as both shims do: every decision of a policy with

@@ -685,10 +685,16 @@ fn actual_requests() {
     assert_eq!(
         engine::response_edits(&config, &plan, &[]),
         [
-            HeaderEdit::Set("access-control-allow-origin", APP.as_bytes().to_vec()),
-            HeaderEdit::Set("access-control-allow-credentials", b"true".to_vec()),
-            HeaderEdit::Set("access-control-expose-headers", b"X-Total, x-page".to_vec()),
-            HeaderEdit::Set("vary", b"Origin".to_vec()),
+            HeaderEdit::Set(
+                "access-control-allow-origin",
+                APP.as_bytes().to_vec().into()
+            ),
+            HeaderEdit::Set("access-control-allow-credentials", b"true".to_vec().into()),
+            HeaderEdit::Set(
+                "access-control-expose-headers",
+                b"X-Total, x-page".to_vec().into()
+            ),
+            HeaderEdit::Set("vary", b"Origin".to_vec().into()),
         ]
     );
 
@@ -711,7 +717,7 @@ fn actual_requests() {
         assert_eq!(outcome.counter, Some(Counter::ActualDenied));
         assert_eq!(
             engine::response_edits(&config, &plan, &[]),
-            [HeaderEdit::Set("vary", b"Origin".to_vec())]
+            [HeaderEdit::Set("vary", b"Origin".to_vec().into())]
         );
     }
 
@@ -772,7 +778,7 @@ fn any_origin_sends_star_and_no_vary() {
         engine::response_edits(&config, &plan, &[(b"vary", b"Accept-Encoding")]),
         [HeaderEdit::Set(
             "access-control-allow-origin",
-            b"*".to_vec()
+            b"*".to_vec().into()
         )]
     );
 }
@@ -815,7 +821,7 @@ fn vary_merging() {
     for (headers, expected) in cases {
         let edits = engine::response_edits(&config, &plan, &headers);
         let expected: Vec<HeaderEdit> = expected
-            .map(|v| HeaderEdit::Set("vary", v.as_bytes().to_vec()))
+            .map(|v| HeaderEdit::Set("vary", v.as_bytes().to_vec().into()))
             .into_iter()
             .collect();
         assert_eq!(edits, expected, "{headers:?}");
@@ -839,8 +845,11 @@ fn upstream_cors_headers_replace_and_keep() {
         [
             HeaderEdit::Remove(b"access-control-allow-origin".to_vec()),
             HeaderEdit::Remove(b"access-control-allow-credentials".to_vec()),
-            HeaderEdit::Set("access-control-allow-origin", APP.as_bytes().to_vec()),
-            HeaderEdit::Set("vary", b"Origin".to_vec()),
+            HeaderEdit::Set(
+                "access-control-allow-origin",
+                APP.as_bytes().to_vec().into()
+            ),
+            HeaderEdit::Set("vary", b"Origin".to_vec().into()),
         ]
     );
     // Removed even when the request had no Origin.
@@ -853,7 +862,7 @@ fn upstream_cors_headers_replace_and_keep() {
         [
             HeaderEdit::Remove(b"access-control-allow-origin".to_vec()),
             HeaderEdit::Remove(b"access-control-allow-credentials".to_vec()),
-            HeaderEdit::Set("vary", b"Origin".to_vec()),
+            HeaderEdit::Set("vary", b"Origin".to_vec().into()),
         ]
     );
 
@@ -862,16 +871,19 @@ fn upstream_cors_headers_replace_and_keep() {
     );
     assert_eq!(
         engine::response_edits(&keep, &allowed, &upstream),
-        [HeaderEdit::Set("vary", b"Origin".to_vec())]
+        [HeaderEdit::Set("vary", b"Origin".to_vec().into())]
     );
     // Keep, but the upstream set no ACAO: ours are written.
     let partial: Vec<(&[u8], &[u8])> = vec![(b"access-control-expose-headers", b"x-up")];
     assert_eq!(
         engine::response_edits(&keep, &allowed, &partial),
         [
-            HeaderEdit::Set("access-control-allow-origin", APP.as_bytes().to_vec()),
-            HeaderEdit::Set("access-control-expose-headers", b"x-a".to_vec()),
-            HeaderEdit::Set("vary", b"Origin".to_vec()),
+            HeaderEdit::Set(
+                "access-control-allow-origin",
+                APP.as_bytes().to_vec().into()
+            ),
+            HeaderEdit::Set("access-control-expose-headers", b"x-a".to_vec().into()),
+            HeaderEdit::Set("vary", b"Origin".to_vec().into()),
         ]
     );
 }
@@ -887,7 +899,10 @@ fn forwarded_denied_preflight_only_merges_vary() {
     ];
     assert_eq!(
         engine::response_edits(&config, &ResponsePlan::VaryOnly { policy: 0 }, &upstream),
-        [HeaderEdit::Set("vary", b"Accept-Encoding, Origin".to_vec())]
+        [HeaderEdit::Set(
+            "vary",
+            b"Accept-Encoding, Origin".to_vec().into()
+        )]
     );
 }
 
@@ -1027,10 +1042,10 @@ fn edits_on_a_header_list_replace_in_place_and_remove_every_copy() {
         &[
             HeaderEdit::Remove(b"access-control-allow-origin".to_vec()),
             HeaderEdit::Remove(b"access-control-max-age".to_vec()),
-            HeaderEdit::Set("vary", b"Accept, Cookie, Origin".to_vec()),
+            HeaderEdit::Set("vary", b"Accept, Cookie, Origin".to_vec().into()),
             HeaderEdit::Set(
                 "access-control-allow-origin",
-                b"https://app.example.com".to_vec(),
+                b"https://app.example.com".to_vec().into(),
             ),
         ],
         &mut headers,

@@ -465,6 +465,11 @@ impl OriginMatcher {
     /// Does the request's `Origin` value match? Values with a comma or whitespace (several
     /// `Origin` headers joined, or garbage) never match, regexes included.
     pub fn matches(&self, origin: &[u8]) -> bool {
+        // An exact entry passed `parse_pattern`, so it holds no comma, whitespace or control
+        // byte: a value found here is clean, and the common case skips the scan below.
+        if self.exact.contains(origin) {
+            return true;
+        }
         if origin.is_empty()
             || origin
                 .iter()
@@ -472,7 +477,7 @@ impl OriginMatcher {
         {
             return false;
         }
-        if self.any || self.exact.contains(origin) {
+        if self.any {
             return true;
         }
         if (!self.any_port.is_empty() || !self.subdomains.is_empty())
@@ -632,6 +637,35 @@ mod tests {
                 parse_pattern(p)
             );
         }
+    }
+
+    /// `matches` trusts a value found among the exact origins without scanning it: no exact
+    /// pattern may hold a byte the scan would refuse.
+    #[test]
+    fn no_exact_pattern_holds_a_comma_whitespace_or_control_byte() {
+        for bad in [
+            b',', b' ', b'\t', b'\n', b'\r', 0x0b, 0x0c, 0x00, 0x1f, 0x7f,
+        ] {
+            for text in [
+                format!("https://a{}b.example", bad as char),
+                format!("https://a.example{}", bad as char),
+                format!("https://a.example:80{}", bad as char),
+                format!("{}https://a.example", bad as char),
+                format!("ht{}tp://a.example", bad as char),
+            ] {
+                match parse_pattern(&text) {
+                    Ok(OriginPattern::Exact(origin)) => {
+                        panic!("{text:?} became the exact origin {origin:?}")
+                    }
+                    Ok(other) => panic!("{text:?} became {other:?}"),
+                    Err(_) => {}
+                }
+            }
+        }
+        let m = matcher(&["https://a.example"]);
+        assert!(m.matches(b"https://a.example"));
+        assert!(!m.matches(b"https://a.example,https://a.example"));
+        assert!(!m.matches(b"https://a.example "));
     }
 
     #[test]
