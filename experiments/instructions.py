@@ -70,6 +70,45 @@ def count(pid: int, label: str, keep: bool) -> int:
     bench.die(f"no callgrind dump for {label}")
 
 
+CALL_PATTERN = re.compile(r"^envoy_dynamic_module_(?:callback|on)_")
+
+
+def call_costs(path: Path, requests: int) -> dict[str, tuple[float, float]]:
+    """Per request, the inclusive instructions and the number of calls of each dynamic-module hook
+    (`envoy_dynamic_module_on_*`, Envoy calling the module) and callback
+    (`envoy_dynamic_module_callback_*`, the module calling Envoy), from a dump's call graph: a
+    `calls=` line is followed by the cost line of the call, inclusive of the callee."""
+    names: dict[str, str] = {}
+
+    def name(field: str) -> str:
+        m = re.match(r"\((\d+)\)(?: (.*))?", field)
+        if not m:
+            return field
+        if m.group(2) is not None:
+            names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), m.group(1))
+
+    inclusive: dict[str, int] = {}
+    calls: dict[str, int] = {}
+    caller = callee = ""
+    pending = 0
+    with path.open(errors="replace") as f:
+        for line in f:
+            if line.startswith("fn="):
+                caller = name(line[3:].rstrip("\n"))
+            elif line.startswith("cfn="):
+                callee = name(line[4:].rstrip("\n"))
+            elif line.startswith("calls="):
+                pending = int(line[6:].split()[0])
+            elif pending and (line[:1].isdigit() or line[:1] in "+-*"):
+                if callee != caller and CALL_PATTERN.match(callee):
+                    inclusive[callee] = inclusive.get(callee, 0) + int(line.split()[1])
+                    calls[callee] = calls.get(callee, 0) + pending
+                pending = 0
+    return {k: (v / requests, calls[k] / requests)
+            for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1])}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("listeners", nargs="+", help="none | native | NAME=FILE.wasm|FILE.so[@CONFIG]")
@@ -80,7 +119,12 @@ def main() -> None:
     p.add_argument("--direct", action="store_true", help="direct_response instead of upstream")
     p.add_argument("--keep", action="store_true",
                    help=f"keep each dump as {OUT.relative_to(bench.ROOT)}/LISTENER-SCENARIO-ROUND.callgrind")
+    p.add_argument("--calls", action="store_true",
+                   help="also print, under each dynamic module, what each of its hooks and of the "
+                        "callbacks it makes cost Envoy per request, inclusive (from the round with "
+                        "the fewest instructions; implies --keep)")
     args = p.parse_args()
+    args.keep = args.keep or args.calls
     specs, scenarios = ab.parse(args.listeners, args.scenarios)
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):
@@ -122,6 +166,11 @@ def main() -> None:
             rs = results[(sc, name)]
             print(f"  {name:<12} {min(rs):>10,.0f}  ({min(rs) / base:.3f}× the least)   rounds: "
                   + ", ".join(f"{r:,.0f}" for r in rs))
+            if args.calls:
+                best = rs.index(min(rs))
+                dump = OUT / f"{name}-{sc.replace(' ', '_')}-{best}.callgrind"
+                for call, (cost, n) in call_costs(dump, args.requests).items():
+                    print(f"      {cost:>9,.0f}  {n:4.2f} calls  {call}")
 
 
 if __name__ == "__main__":
