@@ -1,23 +1,15 @@
-//! cors-proxy-wasm: a CORS filter for Envoy and Istio, as a proxy-wasm HTTP filter.
+//! cors-engine: the CORS engine of cors-proxy-wasm, a CORS filter for Envoy and Istio.
 //!
-//! The policy engine ([`policy`], [`routing`], [`engine`]) is plain Rust with no proxy-wasm dependency: it is
-//! tested natively and reused by the `cors-policy` CLI. So is [`header_map`], the parser and
-//! writer of the host's serialised header maps. The proxy-wasm shim ([`filter`] over the
-//! panic-free host layer [`host`]) exists only when compiling for `wasm32`.
+//! Plain Rust with no host dependency: the policy document ([`policy`]), the choice of a policy for
+//! a request ([`routing`]) and the decision for it ([`engine`]). Both hosts (the proxy-wasm
+//! filter at the repository root and the Envoy dynamic module in `dynamic-module/`) and the
+//! `cors-policy` CLI build on it.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
 pub mod engine;
-pub mod header_map;
 pub mod lookup;
 pub mod policy;
 pub mod routing;
-
-#[cfg(target_arch = "wasm32")]
-mod abi;
-#[cfg(target_arch = "wasm32")]
-mod filter;
-#[cfg(target_arch = "wasm32")]
-mod host;
