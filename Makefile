@@ -180,7 +180,7 @@ oci: build
 	sh scripts/oci.sh $(WASM) dist/oci
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := origin acrh policy engine dynamic_module header_map
+FUZZ_TARGETS := origin acrh policy engine request_path header_map
 # A crash stops the run; the input is in fuzz/artifacts/<target>/ (replay: cd fuzz &&
 # cargo +nightly fuzz run <target> artifacts/<target>/crash-...).
 fuzz:

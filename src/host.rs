@@ -7,6 +7,9 @@
 
 use std::ptr::null_mut;
 
+use cors_engine::host::LogSink;
+use cors_engine::logging::{self, Logger};
+
 use crate::header_map::{self, HeaderMap};
 
 /// `proxy_status_t::Ok`.
@@ -171,42 +174,36 @@ fn write_log(level: u32, message: &str) {
     }
 }
 
-struct HostLogger;
+struct WasmLog;
 
-impl log::Log for HostLogger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
+impl LogSink for WasmLog {
+    fn enabled(&self, level: log::Level) -> bool {
+        level <= log::max_level()
     }
 
-    fn log(&self, record: &log::Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let level = match record.level() {
+    fn write(&self, level: log::Level, message: &str) {
+        let level = match level {
             log::Level::Trace => 0,
             log::Level::Debug => 1,
             log::Level::Info => 2,
             log::Level::Warn => 3,
             log::Level::Error => 4,
         };
-        write_log(level, &record.args().to_string());
+        write_log(level, message);
     }
 
-    fn flush(&self) {}
+    fn critical(&self, message: &str) {
+        write_log(5, message);
+    }
 }
 
-static LOGGER: HostLogger = HostLogger;
+static LOGGER: Logger<WasmLog> = Logger(WasmLog);
 
 /// Routes the `log` crate to Envoy's wasm log at Envoy's current level, and logs panics (which
-/// abort the VM) at critical level so they are never silent.
+/// abort the VM) at critical level so they are never silent. Host calls are not allowed during
+/// `_initialize`: the level is read in `on_configure`.
 pub fn init_logging() {
-    // Fails only if a logger is already set, which then stays in charge.
-    // Host calls are not allowed during `_initialize`: the level is read in `on_configure`.
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(log::LevelFilter::Info);
-    std::panic::set_hook(Box::new(|info| {
-        write_log(5, &format!("cors-proxy-wasm panic: {info}"))
-    }));
+    logging::init(&LOGGER, log::LevelFilter::Info);
 }
 
 /// Re-reads Envoy's log level (it can change at run time through the admin API).

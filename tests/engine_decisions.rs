@@ -4,7 +4,7 @@
 use cors_engine::engine::{
     self, Action, AllowOrigin, Counter, DenyReason, HeaderEdit, LocalReply, Request, ResponsePlan,
 };
-use cors_engine::policy::{self, Config};
+use cors_engine::policy::{self, Config, PolicyId};
 use cors_engine::routing::{
     self, Choice, FactSource, Known, Reason, RouteFact, RouteFacts, Selection,
 };
@@ -78,7 +78,7 @@ fn actual<'a>(method: &'a str, origin: Option<&'a str>) -> Request<'a> {
 }
 
 fn decide_default<'a>(config: &'a Config, request: &Request<'a>) -> engine::Outcome<'a> {
-    engine::decide(config, &Selection::Policy(0), request)
+    engine::decide(config, &Selection::Policy(PolicyId(0)), request)
 }
 
 fn reply(status: u16, headers: &[(&'static str, &str)]) -> Action<'static> {
@@ -88,6 +88,11 @@ fn reply(status: u16, headers: &[(&'static str, &str)]) -> Action<'static> {
             .iter()
             .map(|(n, v)| (*n, Cow::Owned(v.as_bytes().to_vec())))
             .collect(),
+        details: if status == 403 {
+            engine::PREFLIGHT_DENIED
+        } else {
+            engine::PREFLIGHT_ALLOWED
+        },
     })
 }
 
@@ -216,7 +221,7 @@ fn facts_are_read_only_when_a_rule_needs_them() {
     let mut facts = recording(Known::default());
     assert_eq!(
         short.select(&mut facts),
-        chose(Selection::Policy(0), Reason::Default)
+        chose(Selection::Policy(PolicyId(0)), Reason::Default)
     );
     assert_eq!(facts.source().reads, ["metadata"]);
 }
@@ -231,7 +236,7 @@ fn no_default_passes_through() {
     let mut facts = given().with(RouteFact::MetadataPolicy, "p");
     assert_eq!(
         config.select(&mut facts),
-        chose(Selection::Policy(0), Reason::RouteMetadata)
+        chose(Selection::Policy(PolicyId(0)), Reason::RouteMetadata)
     );
 }
 
@@ -275,7 +280,7 @@ fn allowed_preflight_reply() {
         )
     );
     assert_eq!(outcome.counter, Some(Counter::PreflightAllowed));
-    assert_eq!(outcome.policy, Some(0));
+    assert_eq!(outcome.policy, Some(PolicyId(0)));
 
     // No ACRH: no Access-Control-Allow-Headers.
     let outcome = decide_default(&config, &preflight(APP, "DELETE", None));
@@ -608,7 +613,9 @@ fn forward_and_report_modes() {
     let outcome = decide_default(&forward, &preflight(APP, "PATCH", None));
     assert_eq!(
         outcome.action,
-        Action::Forward(ResponsePlan::VaryOnly { policy: 0 })
+        Action::Forward(ResponsePlan::VaryOnly {
+            policy: PolicyId(0)
+        })
     );
     assert_eq!(
         outcome.counter,
@@ -641,10 +648,16 @@ fn unknown_policy_fails_closed() {
     let unknown = Selection::Unknown(b"nope".to_vec());
     let outcome = engine::decide(&config, &unknown, &preflight(APP, "GET", None));
     assert_eq!(outcome.action, reply(403, &[("vary", PREFLIGHT_VARY)]));
-    assert!(outcome.unknown_policy);
+    assert_eq!(
+        engine::counter_name(&config, &unknown, &outcome).as_deref(),
+        Some("cors.unknown_policy")
+    );
     let outcome = engine::decide(&config, &unknown, &actual("GET", Some(APP)));
     assert_eq!(outcome.action, Action::Forward(ResponsePlan::StripCors));
-    assert!(outcome.unknown_policy);
+    assert_eq!(
+        engine::counter_name(&config, &unknown, &outcome).as_deref(),
+        Some("cors.unknown_policy")
+    );
     let upstream: Vec<(&[u8], &[u8])> = vec![
         (b"access-control-allow-origin", b"*"),
         (b"content-type", b"text/plain"),
@@ -677,7 +690,7 @@ fn actual_requests() {
     );
     let outcome = decide_default(&config, &actual("GET", Some(APP)));
     let plan = ResponsePlan::Cors {
-        policy: 0,
+        policy: PolicyId(0),
         allow_origin: Some(AllowOrigin::Echo(APP.as_bytes().to_vec())),
     };
     assert_eq!(outcome.action, Action::Forward(plan.clone()));
@@ -710,7 +723,7 @@ fn actual_requests() {
     ] {
         let outcome = decide_default(&config, &actual("GET", Some(origin)));
         let plan = ResponsePlan::Cors {
-            policy: 0,
+            policy: PolicyId(0),
             allow_origin: None,
         };
         assert_eq!(outcome.action, Action::Forward(plan.clone()), "{origin:?}");
@@ -727,7 +740,7 @@ fn actual_requests() {
     assert_eq!(
         outcome.action,
         Action::Forward(ResponsePlan::Cors {
-            policy: 0,
+            policy: PolicyId(0),
             allow_origin: None
         })
     );
@@ -787,7 +800,7 @@ fn any_origin_sends_star_and_no_vary() {
 fn vary_merging() {
     let config = config(r#"{"allow_origins": ["https://app.example.com"]}"#);
     let plan = ResponsePlan::Cors {
-        policy: 0,
+        policy: PolicyId(0),
         allow_origin: None,
     };
     type Headers<'a> = Vec<(&'a [u8], &'a [u8])>;
@@ -837,7 +850,7 @@ fn upstream_cors_headers_replace_and_keep() {
     ];
     let replace = config(r#"{"allow_origins": ["https://app.example.com"]}"#);
     let allowed = ResponsePlan::Cors {
-        policy: 0,
+        policy: PolicyId(0),
         allow_origin: Some(AllowOrigin::Echo(APP.as_bytes().to_vec())),
     };
     assert_eq!(
@@ -854,7 +867,7 @@ fn upstream_cors_headers_replace_and_keep() {
     );
     // Removed even when the request had no Origin.
     let no_origin = ResponsePlan::Cors {
-        policy: 0,
+        policy: PolicyId(0),
         allow_origin: None,
     };
     assert_eq!(
@@ -898,7 +911,13 @@ fn forwarded_denied_preflight_only_merges_vary() {
         (b"vary", b"Accept-Encoding"),
     ];
     assert_eq!(
-        engine::response_edits(&config, &ResponsePlan::VaryOnly { policy: 0 }, &upstream),
+        engine::response_edits(
+            &config,
+            &ResponsePlan::VaryOnly {
+                policy: PolicyId(0)
+            },
+            &upstream
+        ),
         [HeaderEdit::Set(
             "vary",
             b"Accept-Encoding, Origin".to_vec().into()
@@ -912,7 +931,7 @@ fn describe_is_one_line() {
     let request = preflight(APP, "PATCH", None);
     let outcome = decide_default(&config, &request);
     assert_eq!(
-        engine::describe(&config, &request, &outcome),
+        engine::describe(&config, &Selection::Policy(PolicyId(0)), &request, &outcome),
         "cors: policy=default preflight origin=\"https://app.example.com\" denied (method)"
     );
 }
@@ -1012,7 +1031,10 @@ fn istio_config_is_read_only_by_a_virtual_service_rule() {
     assert_eq!(facts.source().reads, ["metadata", "route"]);
 
     let mut facts = recording(Known::default().with(RouteFact::RouteName, "other"));
-    assert_eq!(config.select(&mut facts).selection, Selection::Policy(0));
+    assert_eq!(
+        config.select(&mut facts).selection,
+        Selection::Policy(PolicyId(0))
+    );
     assert_eq!(facts.source().reads, ["metadata", "route", "istio_config"]);
 
     let without = self::config(

@@ -1,9 +1,10 @@
-//! The shim's request and response hooks driven through the in-memory host: what reaches Envoy's
-//! callbacks (local replies, header edits, counters) for each kind of request. The same requests
-//! through a real Envoy are the end-to-end suites' (`tests/e2e_*.rs`, run once per build).
+//! The request path both hosts run (`cors_engine::filter`), driven through the in-memory host:
+//! what reaches the proxy (local replies, header edits, counters) for each kind of request. The
+//! same requests through a real Envoy are the end-to-end suites' (`tests/e2e_*.rs`, run once per
+//! build).
 
-use cors_proxy::filter::{Filter, Next, State};
-use cors_proxy::mock::{MockHost, Record};
+use cors_engine::filter::{Next, State, Stream as Filter};
+use cors_engine::mock::{MockHost, Record};
 
 const POLICY: &str = r#"{
   "default": { "allow_origins": ["https://app.example"], "allow_methods": ["PUT"],
@@ -21,7 +22,7 @@ const POLICY: &str = r#"{
 }"#;
 
 /// The state, and each counter's name by id (ids are handed out in definition order).
-fn state() -> (State, Vec<String>) {
+fn state() -> (State<usize>, Vec<String>) {
     let mut names = Vec::new();
     let state = State::load(POLICY.as_bytes(), |name| {
         names.push(name.to_owned());
@@ -92,7 +93,7 @@ fn allowed_preflight_is_answered_locally_and_its_response_left_alone() {
         ("access-control-request-method", "PUT"),
         ("access-control-request-headers", "X-A"),
     ]);
-    let mut filter = Filter::default();
+    let filter = Filter::default();
     assert_eq!(filter.on_request_headers(&state, &host), Next::Stop);
     // Our own reply passes through our response hook: nothing more is added.
     filter.on_response_headers(&state, &host);
@@ -160,7 +161,7 @@ fn actual_request_goes_upstream_and_its_response_is_decorated() {
     host.response
         .push((b"access-control-allow-origin".to_vec(), b"*".to_vec()));
     host.response.push((b"vary".to_vec(), b"Accept".to_vec()));
-    let mut filter = Filter::default();
+    let filter = Filter::default();
     assert_eq!(filter.on_request_headers(&state, &host), Next::Continue);
     filter.on_response_headers(&state, &host);
     let response = host.edited_response();
@@ -187,7 +188,7 @@ fn rules_read_route_name_virtual_host_and_istio_config() {
     let (state, names) = state();
     let mut partner = host(&[(":method", "GET"), ("origin", "https://partner.example")]);
     partner.route_name = Some(b"partner-route".to_vec());
-    let mut filter = Filter::default();
+    let filter = Filter::default();
     filter.on_request_headers(&state, &partner);
     filter.on_response_headers(&state, &partner);
     let response = partner.edited_response();
@@ -205,7 +206,7 @@ fn rules_read_route_name_virtual_host_and_istio_config() {
         b"/apis/networking.istio.io/v1/namespaces/shop/virtual-service/storefront".to_vec(),
     ));
     for host in [&open, &mesh] {
-        let mut filter = Filter::default();
+        let filter = Filter::default();
         filter.on_request_headers(&state, host);
         filter.on_response_headers(&state, host);
         assert_eq!(
@@ -229,7 +230,7 @@ fn route_metadata_off_and_unknown_policy() {
     ]);
     off.route_metadata
         .push(("cors".into(), "policy".into(), b"off".to_vec()));
-    let mut filter = Filter::default();
+    let filter = Filter::default();
     assert_eq!(filter.on_request_headers(&state, &off), Next::Continue);
     filter.on_response_headers(&state, &off);
     assert_eq!(*off.record.borrow(), Record::default());
@@ -242,7 +243,7 @@ fn route_metadata_off_and_unknown_policy() {
     unknown
         .route_metadata
         .push(("cors".into(), "policy".into(), b"ghost".to_vec()));
-    let mut filter = Filter::default();
+    let filter = Filter::default();
     assert_eq!(filter.on_request_headers(&state, &unknown), Next::Continue);
     filter.on_response_headers(&state, &unknown);
     assert_eq!(

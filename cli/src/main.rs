@@ -521,16 +521,10 @@ fn explain(args: &[String], out: &mut String) -> Result<bool, Failure> {
     let _ = writeln!(
         out,
         "decision: {}",
-        engine::describe(&config, &request, &outcome)
+        engine::describe(&config, selection, &request, &outcome)
     );
-    let counter = match (
-        outcome.counter,
-        outcome.policy.and_then(|i| config.policy(i)),
-    ) {
-        (Some(counter), Some(policy)) => format!("cors.{}.{}", policy.name, counter.suffix()),
-        _ if outcome.unknown_policy => "cors.unknown_policy".to_owned(),
-        _ => "none".to_owned(),
-    };
+    let counter =
+        engine::counter_name(&config, selection, &outcome).unwrap_or_else(|| "none".to_owned());
     let _ = writeln!(out, "counter: {counter}");
 
     let upstream: Vec<(&[u8], &[u8])> = args

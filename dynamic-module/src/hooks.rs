@@ -9,28 +9,35 @@
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use cors_engine::filter::{Next, State, Stream};
+
 use crate::abi::*;
-use crate::filter::{Filter, Next, State};
 use crate::host::Envoy;
+
+/// A configuration: the engine's state with Envoy's counter ids.
+type Config = State<usize>;
 
 fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
-/// One stream: the filter and the configuration it was created from (Envoy keeps the
+/// One stream: the engine's stream and the configuration it was created from (Envoy keeps the
 /// configuration alive for as long as any of its filters).
-struct Stream {
-    state: *const State,
-    filter: Filter,
+struct Filter {
+    config: *const Config,
+    stream: Stream,
 }
 
+/// Shared references only: a hook Envoy runs while another of the same stream is in a call into
+/// Envoy (a local reply) meets no unique borrow; the engine's stream keeps its state in cells.
+///
 /// # Safety
 /// `filter_module_ptr` is null or a pointer returned by `envoy_dynamic_module_on_http_filter_new`
-/// and not yet destroyed; Envoy calls a stream's hooks one at a time, on one thread.
-unsafe fn stream<'a>(filter_module_ptr: ModulePtr) -> Option<(&'a State, &'a mut Filter)> {
-    let stream = (filter_module_ptr as *mut Stream).as_mut()?;
-    let state = stream.state.as_ref()?;
-    Some((state, &mut stream.filter))
+/// and not yet destroyed; Envoy calls a stream's hooks on one thread.
+unsafe fn stream<'a>(filter_module_ptr: ModulePtr) -> Option<(&'a Config, &'a Stream)> {
+    let filter = (filter_module_ptr as *const Filter).as_ref()?;
+    let config = filter.config.as_ref()?;
+    Some((config, &filter.stream))
 }
 
 #[no_mangle]
@@ -66,8 +73,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
             };
             (result == METRICS_SUCCESS).then_some(id)
         };
-        match State::load(document, define_counter) {
-            Ok(state) => Box::into_raw(Box::new(state)) as ModulePtr,
+        match Config::load(document, define_counter) {
+            Ok(config) => Box::into_raw(Box::new(config)) as ModulePtr,
             Err(_) => std::ptr::null(),
         }
     })
@@ -78,7 +85,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(filter_conf
     guard((), || {
         if !filter_config_ptr.is_null() {
             // SAFETY: made by `Box::into_raw` in config_new; Envoy destroys it once.
-            drop(unsafe { Box::from_raw(filter_config_ptr as *mut State) });
+            drop(unsafe { Box::from_raw(filter_config_ptr as *mut Config) });
         }
     })
 }
@@ -89,11 +96,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     _filter_envoy_ptr: EnvoyPtr,
 ) -> ModulePtr {
     guard(std::ptr::null(), || {
-        let stream = Stream {
-            state: filter_config_ptr as *const State,
-            filter: Filter::default(),
+        let filter = Filter {
+            config: filter_config_ptr as *const Config,
+            stream: Stream::default(),
         };
-        Box::into_raw(Box::new(stream)) as ModulePtr
+        Box::into_raw(Box::new(filter)) as ModulePtr
     })
 }
 
@@ -102,7 +109,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module_ptr:
     guard((), || {
         if !filter_module_ptr.is_null() {
             // SAFETY: made by `Box::into_raw` in filter_new; Envoy destroys it once.
-            drop(unsafe { Box::from_raw(filter_module_ptr as *mut Stream) });
+            drop(unsafe { Box::from_raw(filter_module_ptr as *mut Filter) });
         }
     })
 }
@@ -118,11 +125,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     }
     guard(CONTINUE, || {
         // SAFETY: the pointers of this hook (see `stream` and `Envoy::new`).
-        let Some((state, filter)) = (unsafe { stream(filter_module_ptr) }) else {
+        let Some((config, stream)) = (unsafe { stream(filter_module_ptr) }) else {
             return CONTINUE;
         };
         let host = unsafe { Envoy::new(filter_envoy_ptr) };
-        match filter.on_request_headers(state, &host) {
+        match stream.on_request_headers(config, &host) {
             Next::Continue => CONTINUE,
             Next::Stop => STOP_ITERATION,
         }
@@ -140,9 +147,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     }
     guard(CONTINUE, || {
         // SAFETY: as above.
-        if let Some((state, filter)) = unsafe { stream(filter_module_ptr) } {
+        if let Some((config, stream)) = unsafe { stream(filter_module_ptr) } {
             let host = unsafe { Envoy::new(filter_envoy_ptr) };
-            filter.on_response_headers(state, &host);
+            stream.on_response_headers(config, &host);
         }
         CONTINUE
     })

@@ -1,69 +1,36 @@
-//! What the filter asks of Envoy during one HTTP stream, behind a trait: [`Envoy`] makes the real
-//! callbacks, a mock (tests, the fuzz target) answers from memory. Every method takes `&self` and
-//! returns bytes borrowed for the current hook (Envoy keeps them valid until the hook returns).
+//! The engine's [`Host`] over Envoy's dynamic-module callbacks, for the stream Envoy handed to a
+//! hook. Every method returns bytes borrowed for the current hook (Envoy keeps them valid until
+//! the hook returns).
 
 use std::borrow::Cow;
 
-/// A route attribute read through Envoy's attribute callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attribute {
-    /// `xds.route_name`.
-    RouteName,
-    /// `xds.virtual_host_name`.
-    VirtualHostName,
-}
+use cors_engine::engine::LocalReply;
+use cors_engine::host::{Headers, Host, RouteProperty};
 
-/// Which header map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Headers {
-    Request,
-    Response,
-}
-
-/// The callbacks one stream's hooks use.
-pub trait Host {
-    /// Every header of a map, in order (lower-case names).
-    fn headers(&self, map: Headers) -> Vec<(&[u8], &[u8])>;
-    /// Sets a response header (replacing every one of that name), or removes it (`None`).
-    fn set_response_header(&self, name: &[u8], value: Option<&[u8]>) -> bool;
-    /// Answers the request locally, empty body. `details` are the engine's response code details
-    /// for it: the mock records them; Envoy's callback for a reply sent as its CORS filter sends
-    /// one has no place for them (docs/dynamic-module.md, *The preflight reply*).
-    fn send_response(&self, status: u16, headers: &[(&'static str, Cow<'_, [u8]>)], details: &str);
-    /// A string in the route's `filter_metadata`: `namespace.key`.
-    fn route_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]>;
-    fn attribute(&self, attribute: Attribute) -> Option<&[u8]>;
-    /// Adds one to a counter defined when the configuration was created.
-    fn increment(&self, counter: usize);
-}
+use crate::abi::*;
 
 /// The real callbacks, for the stream Envoy handed to the hook.
-#[cfg(feature = "envoy")]
 pub struct Envoy {
-    filter: crate::abi::EnvoyPtr,
+    filter: EnvoyPtr,
 }
 
-#[cfg(feature = "envoy")]
 impl Envoy {
     /// # Safety
     /// `filter` is the `filter_envoy_ptr` of the hook being run; the value lives only as long as
     /// that hook.
-    pub unsafe fn new(filter: crate::abi::EnvoyPtr) -> Envoy {
+    pub unsafe fn new(filter: EnvoyPtr) -> Envoy {
         Envoy { filter }
     }
 
     fn header_type(map: Headers) -> u32 {
         match map {
-            Headers::Request => crate::abi::REQUEST_HEADER,
-            Headers::Response => crate::abi::RESPONSE_HEADER,
+            Headers::Request => REQUEST_HEADER,
+            Headers::Response => RESPONSE_HEADER,
         }
     }
-}
 
-#[cfg(feature = "envoy")]
-impl Host for Envoy {
-    fn headers(&self, map: Headers) -> Vec<(&[u8], &[u8])> {
-        use crate::abi::*;
+    /// Every header of a map, in order; read into the stack when the map is small.
+    fn header_list(&self, map: Headers) -> Vec<(&[u8], &[u8])> {
         /// Maps this size or smaller (nearly all) are read into the stack, not the heap.
         const ON_STACK: usize = 32;
         let header_type = Envoy::header_type(map);
@@ -117,9 +84,7 @@ impl Host for Envoy {
         headers
     }
 
-    fn set_response_header(&self, name: &[u8], value: Option<&[u8]>) -> bool {
-        use crate::abi::*;
-        let value = value.map_or(ModuleBuffer::NULL, ModuleBuffer::of);
+    fn set_header(&self, name: &[u8], value: ModuleBuffer) {
         // SAFETY: live slices, read during the call.
         unsafe {
             envoy_dynamic_module_callback_http_set_header(
@@ -127,17 +92,31 @@ impl Host for Envoy {
                 RESPONSE_HEADER,
                 ModuleBuffer::of(name),
                 value,
-            )
+            );
         }
     }
+}
 
-    fn send_response(
-        &self,
-        status: u16,
-        headers: &[(&'static str, Cow<'_, [u8]>)],
-        _details: &str,
-    ) {
-        use crate::abi::*;
+impl Host for Envoy {
+    /// The id Envoy gave the counter when the configuration defined it.
+    type Counter = usize;
+
+    fn headers(&self, map: Headers) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.header_list(map).into_iter()
+    }
+
+    fn set_response_header(&self, name: &str, value: &[u8]) {
+        self.set_header(name.as_bytes(), ModuleBuffer::of(value));
+    }
+
+    fn remove_response_header(&self, name: &[u8]) {
+        self.set_header(name, ModuleBuffer::NULL);
+    }
+
+    /// Envoy's callback for a module's reply has no place for the reply's details
+    /// (docs/dynamic-module.md, *The preflight reply*).
+    fn send_response(&self, reply: &LocalReply<'_>) -> bool {
+        let (status, headers) = (reply.status, &reply.headers);
         /// Replies with fewer headers (all of ours) are written out on the stack.
         const ON_STACK: usize = 16;
         let digits = status_digits(status);
@@ -171,52 +150,53 @@ impl Host for Envoy {
                 true,
             );
         }
+        true
     }
 
-    fn route_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]> {
-        use crate::abi::*;
+    fn route(&self, property: RouteProperty) -> Option<Cow<'_, [u8]>> {
         let mut result = EnvoyBuffer::EMPTY;
-        // SAFETY: as for `header`.
-        unsafe {
-            if !envoy_dynamic_module_callback_http_get_metadata_string(
-                self.filter,
-                METADATA_SOURCE_ROUTE,
-                ModuleBuffer::of(namespace.as_bytes()),
-                ModuleBuffer::of(key.as_bytes()),
-                &mut result,
-            ) {
-                return None;
+        // SAFETY: the pointer of this hook, a valid out-pointer; live slices read during the call.
+        let found = unsafe {
+            match property {
+                RouteProperty::MetadataPolicy | RouteProperty::IstioConfig => {
+                    let (namespace, key): (&[u8], &[u8]) = match property {
+                        RouteProperty::MetadataPolicy => (b"cors", b"policy"),
+                        _ => (b"istio", b"config"),
+                    };
+                    envoy_dynamic_module_callback_http_get_metadata_string(
+                        self.filter,
+                        METADATA_SOURCE_ROUTE,
+                        ModuleBuffer::of(namespace),
+                        ModuleBuffer::of(key),
+                        &mut result,
+                    )
+                }
+                RouteProperty::RouteName | RouteProperty::VirtualHostName => {
+                    let id = match property {
+                        RouteProperty::RouteName => ATTRIBUTE_XDS_ROUTE_NAME,
+                        _ => ATTRIBUTE_XDS_VIRTUAL_HOST_NAME,
+                    };
+                    envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                        self.filter,
+                        id,
+                        &mut result,
+                    )
+                }
             }
-            result.as_bytes()
-        }
-    }
-
-    fn attribute(&self, attribute: Attribute) -> Option<&[u8]> {
-        use crate::abi::*;
-        let id = match attribute {
-            Attribute::RouteName => ATTRIBUTE_XDS_ROUTE_NAME,
-            Attribute::VirtualHostName => ATTRIBUTE_XDS_VIRTUAL_HOST_NAME,
         };
-        let mut result = EnvoyBuffer::EMPTY;
-        // SAFETY: as for `header`.
-        unsafe {
-            if !envoy_dynamic_module_callback_http_filter_get_attribute_string(
-                self.filter,
-                id,
-                &mut result,
-            ) {
-                return None;
-            }
-            result.as_bytes()
+        if !found {
+            return None;
         }
+        // SAFETY: Envoy's buffer, valid until the hook returns.
+        unsafe { result.as_bytes() }.map(Cow::Borrowed)
     }
 
-    fn increment(&self, counter: usize) {
+    fn increment(&self, counter: &usize) {
         // SAFETY: no labels; the id came from `define_counter` on this filter's configuration.
         unsafe {
-            crate::abi::envoy_dynamic_module_callback_http_filter_increment_counter(
+            envoy_dynamic_module_callback_http_filter_increment_counter(
                 self.filter,
-                counter,
+                *counter,
                 std::ptr::null(),
                 0,
                 1,
@@ -226,7 +206,6 @@ impl Host for Envoy {
 }
 
 /// A status code (100..=999) as its three digits.
-#[cfg(feature = "envoy")]
 fn status_digits(status: u16) -> [u8; 3] {
     let status = status.clamp(100, 999);
     // Each digit is below 10: the casts cannot truncate.

@@ -1,24 +1,19 @@
 //! cors-proxy-wasm's engine as an Envoy dynamic module: a native shared library loaded by
 //! `envoy.filters.http.dynamic_modules` (docs/dynamic-module.md).
 //!
+//! The request path is the engine's (`cors_engine::filter`); this crate is the host it runs on:
+//!
 //! - [`abi`]: the types and callbacks of Envoy's dynamic module ABI that this module uses.
-//! - [`host`]: those callbacks behind the [`host::Host`] trait, so tests and the fuzz target can
-//!   drive the filter through a mock.
-//! - [`filter`]: the shim proper (policy load, request and response hooks), over `Host`.
-//! - [`mock`]: an in-memory `Host` for the tests and the fuzz target.
-//! - `hooks` (feature `envoy`): the `envoy_dynamic_module_on_*` functions Envoy calls. Each one
-//!   that runs code of ours catches a panic there: nothing unwinds into Envoy.
+//! - `host`: the engine's `Host` over those callbacks.
+//! - `logger`: the engine's log sink over Envoy's log callbacks.
+//! - `hooks`: the `envoy_dynamic_module_on_*` functions Envoy calls. Each one that runs code of
+//!   ours catches a panic there: nothing unwinds into Envoy.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
 pub mod abi;
-pub mod filter;
-pub mod host;
-pub mod mock;
-
-#[cfg(feature = "envoy")]
 mod hooks;
-#[cfg(feature = "envoy")]
+mod host;
 mod logger;

@@ -1,5 +1,8 @@
-//! The `log` crate routed to Envoy's log (`envoy_dynamic_module_callback_log`), at the level
+//! The engine's log sink over Envoy's log (`envoy_dynamic_module_callback_log`), at the level
 //! Envoy has now for dynamic modules (asked at each record, so `POST /logging` applies at once).
+
+use cors_engine::host::LogSink;
+use cors_engine::logging::{self, Logger};
 
 use crate::abi::*;
 
@@ -18,32 +21,28 @@ fn write(level: u32, message: &str) {
     unsafe { envoy_dynamic_module_callback_log(level, ModuleBuffer::of(message.as_bytes())) }
 }
 
-struct EnvoyLogger;
+struct EnvoyLog;
 
-impl log::Log for EnvoyLogger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
+impl LogSink for EnvoyLog {
+    fn enabled(&self, level: log::Level) -> bool {
         // SAFETY: a plain call.
-        unsafe { envoy_dynamic_module_callback_log_enabled(level(metadata.level())) }
+        unsafe { envoy_dynamic_module_callback_log_enabled(self::level(level)) }
     }
 
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            write(level(record.level()), &record.args().to_string());
-        }
+    fn write(&self, level: log::Level, message: &str) {
+        write(self::level(level), message);
     }
 
-    fn flush(&self) {}
+    fn critical(&self, message: &str) {
+        write(LOG_CRITICAL, message);
+    }
 }
 
-static LOGGER: EnvoyLogger = EnvoyLogger;
+static LOGGER: Logger<EnvoyLog> = Logger(EnvoyLog);
 
-/// Installs the logger, and a panic hook that logs a panic at critical level (the hook that
-/// caught it then carries on as if the filter were not there).
+/// Installs the logger (every level: Envoy decides per record), and the panic hook that logs a
+/// panic at critical level (the hook that caught it then carries on as if the filter were not
+/// there).
 pub fn init() {
-    // Fails only if a logger is already set, which then stays in charge.
-    let _ = log::set_logger(&LOGGER);
-    log::set_max_level(log::LevelFilter::Trace);
-    std::panic::set_hook(Box::new(|info| {
-        write(LOG_CRITICAL, &format!("cors-proxy-wasm panic: {info}"))
-    }));
+    logging::init(&LOGGER, log::LevelFilter::Trace);
 }

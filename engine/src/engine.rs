@@ -10,8 +10,8 @@ use std::borrow::Cow;
 
 use crate::lookup::{EchoedNames, Lowercase};
 use crate::policy::{
-    AllowHeadersValue, Config, HeaderValue, Mode, Policy, UnmatchedPreflights, UpstreamCorsHeaders,
-    PREFLIGHT_VARY,
+    AllowHeadersValue, Config, HeaderValue, Mode, Policy, PolicyId, UnmatchedPreflights,
+    UpstreamCorsHeaders, PREFLIGHT_VARY,
 };
 use crate::routing::Selection;
 
@@ -79,14 +79,35 @@ pub enum Counter {
 /// The name of the counter of requests whose route names a policy that does not exist.
 pub const UNKNOWN_POLICY_COUNTER: &str = "cors.unknown_policy";
 
-/// The names of every policy's counters (`cors.<policy>.<counter>`), in the order the shims
-/// index them: policy by policy, each in [`Counter::ALL`] order ([`Counter::index`]).
+/// The name of every counter the filter defines, in the order of their ids ([`counter_id`]):
+/// each policy's (`cors.<policy>.<counter>`, in [`Counter::ALL`] order), then
+/// [`UNKNOWN_POLICY_COUNTER`].
 pub fn counter_names(config: &Config) -> impl Iterator<Item = String> + '_ {
-    config.policies.iter().flat_map(|p| {
-        Counter::ALL
-            .iter()
-            .map(move |c| format!("cors.{}.{}", p.name, c.suffix()))
-    })
+    config
+        .policies
+        .iter()
+        .flat_map(|p| {
+            Counter::ALL
+                .iter()
+                .map(move |c| format!("cors.{}.{}", p.name, c.suffix()))
+        })
+        .chain(std::iter::once(UNKNOWN_POLICY_COUNTER.to_owned()))
+}
+
+/// The id of the counter a decision bumps (its place in [`counter_names`]), if any: the decided
+/// policy's counter, or the unknown-policy counter when the route names a policy that does not
+/// exist.
+#[inline]
+pub fn counter_id(config: &Config, selection: &Selection, outcome: &Outcome) -> Option<usize> {
+    match selection {
+        Selection::Unknown(_) => Some(config.policies.len() * Counter::PER_POLICY),
+        _ => Some(outcome.policy?.index() * Counter::PER_POLICY + outcome.counter?.index()),
+    }
+}
+
+/// The name of the counter a decision bumps, if any (what `cors-policy explain` prints).
+pub fn counter_name(config: &Config, selection: &Selection, outcome: &Outcome) -> Option<String> {
+    counter_names(config).nth(counter_id(config, selection, outcome)?)
 }
 
 impl Counter {
@@ -136,19 +157,15 @@ impl Counter {
 pub struct LocalReply<'a> {
     pub status: u16,
     pub headers: ReplyHeaders<'a>,
+    /// Envoy's response code details for this reply (in access logs as `%RESPONSE_CODE_DETAILS%`):
+    /// [`PREFLIGHT_ALLOWED`] or [`PREFLIGHT_DENIED`].
+    pub details: &'static str,
 }
 
-impl LocalReply<'_> {
-    /// Envoy's response code details for this reply (in access logs as `%RESPONSE_CODE_DETAILS%`).
-    #[inline]
-    pub fn details(&self) -> &'static str {
-        if self.status == 403 {
-            "cors_preflight_denied"
-        } else {
-            "cors_preflight_allowed"
-        }
-    }
-}
+/// The response code details of an allowed preflight's reply.
+pub const PREFLIGHT_ALLOWED: &str = "cors_preflight_allowed";
+/// The response code details of a denied preflight's reply.
+pub const PREFLIGHT_DENIED: &str = "cors_preflight_denied";
 
 /// The headers of a [`LocalReply`]: lower-case names, values borrowed where possible.
 pub type ReplyHeaders<'a> = Vec<(&'static str, Cow<'a, [u8]>)>;
@@ -175,11 +192,11 @@ pub enum ResponsePlan {
     /// A handled route in enforce mode: upstream CORS headers per `upstream_cors_headers`, ours
     /// when the origin is allowed, `Origin` merged into `Vary`.
     Cors {
-        policy: usize,
+        policy: PolicyId,
         allow_origin: Option<AllowOrigin>,
     },
     /// A denied preflight forwarded upstream: only the `Vary` merge.
-    VaryOnly { policy: usize },
+    VaryOnly { policy: PolicyId },
     /// The route names an unknown policy: no CORS headers at all.
     StripCors,
 }
@@ -200,10 +217,8 @@ pub enum Action<'a> {
 pub struct Outcome<'a> {
     pub action: Action<'a>,
     /// The policy that decided, if any.
-    pub policy: Option<usize>,
+    pub policy: Option<PolicyId>,
     pub counter: Option<Counter>,
-    /// The route named a policy that does not exist.
-    pub unknown_policy: bool,
 }
 
 impl Outcome<'_> {
@@ -212,7 +227,6 @@ impl Outcome<'_> {
             action: Action::Untouched,
             policy: None,
             counter: None,
-            unknown_policy: false,
         }
     }
 }
@@ -226,6 +240,7 @@ pub fn decide<'a>(config: &'a Config, selection: &Selection, request: &Request<'
                 Action::Reply(LocalReply {
                     status: 403,
                     headers: vec![(VARY, Cow::Borrowed(PREFLIGHT_VARY.as_bytes()))],
+                    details: PREFLIGHT_DENIED,
                 })
             } else {
                 Action::Forward(ResponsePlan::StripCors)
@@ -234,7 +249,6 @@ pub fn decide<'a>(config: &'a Config, selection: &Selection, request: &Request<'
                 action,
                 policy: None,
                 counter: None,
-                unknown_policy: true,
             };
         }
         Selection::Policy(index) => *index,
@@ -255,7 +269,6 @@ pub fn decide<'a>(config: &'a Config, selection: &Selection, request: &Request<'
         },
         policy: Some(index),
         counter,
-        unknown_policy: false,
     }
 }
 
@@ -270,7 +283,11 @@ fn allow_origin(policy: &Policy, origin: &[u8]) -> Option<AllowOrigin> {
     })
 }
 
-fn actual(policy: &Policy, index: usize, request: &Request) -> (Action<'static>, Option<Counter>) {
+fn actual(
+    policy: &Policy,
+    index: PolicyId,
+    request: &Request,
+) -> (Action<'static>, Option<Counter>) {
     let (allow_origin, counter) = match request.origin {
         None => (None, None),
         Some(origin) => match allow_origin(policy, origin) {
@@ -289,7 +306,7 @@ fn actual(policy: &Policy, index: usize, request: &Request) -> (Action<'static>,
 
 fn preflight<'a>(
     policy: &'a Policy,
-    index: usize,
+    index: PolicyId,
     request: &Request<'a>,
 ) -> (Action<'a>, Option<Counter>) {
     match check_preflight(policy, request) {
@@ -297,6 +314,7 @@ fn preflight<'a>(
             Action::Reply(LocalReply {
                 status: policy.preflight_status,
                 headers,
+                details: PREFLIGHT_ALLOWED,
             }),
             Some(Counter::PreflightAllowed),
         ),
@@ -314,6 +332,7 @@ fn preflight<'a>(
                     Action::Reply(LocalReply {
                         status: 403,
                         headers,
+                        details: PREFLIGHT_DENIED,
                     })
                 }
             };
@@ -590,8 +609,9 @@ fn merge_vary(headers: &[(&[u8], &[u8])]) -> Option<HeaderEdit<'static>> {
 /// `debug` on, and every denial (the line [`describe`] writes). Nothing is formatted unless the
 /// debug level is enabled.
 #[inline]
-pub fn log_decision(config: &Config, request: &Request, outcome: &Outcome) {
-    if outcome.counter.is_none() && !outcome.unknown_policy {
+pub fn log_decision(config: &Config, selection: &Selection, request: &Request, outcome: &Outcome) {
+    let unknown = matches!(selection, Selection::Unknown(_));
+    if outcome.counter.is_none() && !unknown {
         return;
     }
     let debug = outcome
@@ -603,12 +623,17 @@ pub fn log_decision(config: &Config, request: &Request, outcome: &Outcome) {
         Some(Counter::PreflightDenied(_) | Counter::ActualDenied)
     );
     if (debug || denied) && log::log_enabled!(log::Level::Debug) {
-        log::debug!("{}", describe(config, request, outcome));
+        log::debug!("{}", describe(config, selection, request, outcome));
     }
 }
 
 /// The one-line description of a decision, for debug logs and the CLI.
-pub fn describe(config: &Config, request: &Request, outcome: &Outcome) -> String {
+pub fn describe(
+    config: &Config,
+    selection: &Selection,
+    request: &Request,
+    outcome: &Outcome,
+) -> String {
     let policy = outcome
         .policy
         .and_then(|i| config.policy(i))
@@ -628,7 +653,7 @@ pub fn describe(config: &Config, request: &Request, outcome: &Outcome) -> String
         Some(Counter::PreflightAllowed | Counter::ActualAllowed) => "allowed".to_owned(),
         Some(Counter::PreflightDenied(reason)) => format!("denied ({})", reason.as_str()),
         Some(Counter::ActualDenied) => "denied (origin)".to_owned(),
-        None if outcome.unknown_policy => "denied (unknown policy)".to_owned(),
+        None if matches!(selection, Selection::Unknown(_)) => "denied (unknown policy)".to_owned(),
         None => "no decision".to_owned(),
     };
     format!("cors: policy={policy} {kind} origin={origin:?} {verdict}")

@@ -1,27 +1,28 @@
-//! The dynamic-module shim: reads the request through [`Host`], hands it to the engine, applies
-//! the decision, counts. The same steps, log lines and metric names as the proxy-wasm shim
-//! (`src/filter.rs`); all policy logic lives in the engine.
+//! The request path both hosts run: read the request through [`Host`], choose the policy, decide,
+//! count, log, then act; on the response, apply the plan. The proxy-wasm filter and the Envoy
+//! dynamic module only implement [`Host`] and call [`Stream`]'s hooks from their entry points,
+//! so this is the one place a request's steps are written, and the tests drive it through
+//! [`crate::mock::MockHost`].
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use cors_engine::engine::{self, Counter, EditTarget, Outcome, Request, ResponsePlan};
-use cors_engine::policy::{self, Config};
-use cors_engine::routing::{FactSource, RouteFact, RouteFacts, Selection};
-
-use crate::host::{Attribute, Headers, Host};
+use crate::engine::{self, EditTarget, Request, ResponsePlan};
+use crate::host::{Headers, Host, RouteProperty};
+use crate::policy::{self, Config};
+use crate::routing::{FactSource, RouteFact, RouteFacts, Selection};
 
 /// At most this many distinct unknown policy names are remembered for log-once.
 const UNKNOWN_NAMES_LOGGED: usize = 64;
 
-/// One filter configuration: the compiled policy and its counters. Shared by every stream (and
-/// every worker thread) of the listeners that use it.
-pub struct State {
+/// One loaded configuration: the compiled policy and its counters, shared by every stream of the
+/// listeners that use it. `C` is the host's counter ([`Host::Counter`]).
+pub struct State<C> {
     pub config: Config,
-    /// `Counter::PER_POLICY` counter ids per policy, in policy order (`None`: Envoy refused it).
-    counters: Vec<Option<usize>>,
-    unknown_policy: Option<usize>,
+    /// Every counter in [`engine::counter_names`] order (`None`: the host refused it).
+    counters: Vec<Option<C>>,
     unknown_names_logged: Mutex<HashSet<Vec<u8>>>,
 }
 
@@ -29,43 +30,33 @@ pub struct State {
 #[derive(Debug)]
 pub struct Refused;
 
-impl State {
-    /// Loads the policy document: logs its warnings and, on errors, each error with its path,
-    /// exactly as the proxy-wasm build does. `define_counter` defines one counter in Envoy.
+impl<C> State<C> {
+    /// Loads the policy document: logs its warnings and, on errors, each error with its path, and
+    /// refuses it. `define_counter` defines one counter in the host (`None`: refused, logged).
     pub fn load(
         document: &[u8],
-        mut define_counter: impl FnMut(&str) -> Option<usize>,
-    ) -> Result<State, Refused> {
+        mut define_counter: impl FnMut(&str) -> Option<C>,
+    ) -> Result<State<C>, Refused> {
         let config = policy::load_logged(document).ok_or(Refused)?;
-        let mut define = |name: &str| {
-            let id = define_counter(name);
-            if id.is_none() {
-                log::warn!("cors-proxy-wasm: could not define metric {name}");
-            }
-            id
-        };
         let counters = engine::counter_names(&config)
-            .map(|name| define(&name))
+            .map(|name| {
+                let counter = define_counter(&name);
+                if counter.is_none() {
+                    log::warn!("cors-proxy-wasm: could not define metric {name}");
+                }
+                counter
+            })
             .collect();
-        let unknown_policy = define(engine::UNKNOWN_POLICY_COUNTER);
         Ok(State {
             config,
             counters,
-            unknown_policy,
             unknown_names_logged: Mutex::new(HashSet::new()),
         })
     }
 
-    fn count(&self, host: &impl Host, outcome: &Outcome) {
-        if let (Some(policy), Some(counter)) = (outcome.policy, outcome.counter) {
-            let index = policy * Counter::PER_POLICY + counter.index();
-            if let Some(Some(id)) = self.counters.get(index) {
-                host.increment(*id);
-            }
-        }
-        if let (true, Some(id)) = (outcome.unknown_policy, self.unknown_policy) {
-            host.increment(id);
-        }
+    /// Every counter the host defined, in [`engine::counter_names`] order.
+    pub fn counters(&self) -> impl Iterator<Item = &C> {
+        self.counters.iter().flatten()
     }
 
     fn log_unknown_once(&self, name: &[u8]) {
@@ -83,16 +74,18 @@ impl State {
     }
 }
 
-/// One HTTP stream.
+/// One HTTP stream. Its state is in cells and its hooks take `&self`, so that a hook re-entered
+/// by the proxy while it runs (as it may during [`Host::send_response`]) never meets a unique
+/// borrow of the stream.
 #[derive(Default)]
-pub struct Filter {
+pub struct Stream {
     /// What to do to the response, decided on the request.
-    plan: Option<ResponsePlan>,
+    plan: Cell<Option<ResponsePlan>>,
     /// We answered this request ourselves: our reply passes through our own response hook.
-    replied: bool,
+    replied: Cell<bool>,
 }
 
-/// What the request hook tells Envoy.
+/// What the request hook tells the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     Continue,
@@ -100,9 +93,9 @@ pub enum Next {
     Stop,
 }
 
-/// The request headers the filter reads, taken from one read of the whole map (one callback into
-/// Envoy instead of one per name). Names arrive lower case; repeated headers are joined with `,`
-/// as the proxy-wasm host joins them.
+/// The request headers the filter reads, taken from one pass over the whole map. Names arrive
+/// lower case; repeated headers are joined with `,` (as Envoy joins them for the proxy-wasm
+/// host's single-value reads).
 #[derive(Default)]
 struct RequestHeaders<'h> {
     method: Option<Cow<'h, [u8]>>,
@@ -115,9 +108,9 @@ struct RequestHeaders<'h> {
 }
 
 impl<'h> RequestHeaders<'h> {
-    fn of(headers: &[(&'h [u8], &'h [u8])]) -> RequestHeaders<'h> {
+    fn of(headers: impl Iterator<Item = (&'h [u8], &'h [u8])>) -> RequestHeaders<'h> {
         let mut out = RequestHeaders::default();
-        for &(name, value) in headers {
+        for (name, value) in headers {
             let slot = match name {
                 b":method" => &mut out.method,
                 b"origin" => &mut out.origin,
@@ -141,7 +134,7 @@ impl<'h> RequestHeaders<'h> {
     }
 }
 
-/// Where the module's route facts come from: route attributes and metadata, and the request's
+/// Where the route facts come from: the host's route attributes and metadata, and the request's
 /// pseudo headers.
 struct HostFacts<'h, 'r, H: Host> {
     host: &'h H,
@@ -150,37 +143,34 @@ struct HostFacts<'h, 'r, H: Host> {
 
 impl<'h, H: Host> FactSource<'h> for HostFacts<'h, '_, H> {
     fn read(&mut self, fact: RouteFact) -> Option<Cow<'h, [u8]>> {
-        let host = self.host;
-        match fact {
-            RouteFact::MetadataPolicy => host.route_metadata("cors", "policy").map(Cow::Borrowed),
-            RouteFact::RouteName => host.attribute(Attribute::RouteName).map(Cow::Borrowed),
-            RouteFact::VirtualHost => host
-                .attribute(Attribute::VirtualHostName)
-                .map(Cow::Borrowed),
-            RouteFact::IstioConfig => host.route_metadata("istio", "config").map(Cow::Borrowed),
-            RouteFact::Authority => self.request.authority.clone(),
-            RouteFact::Path => self.request.path.clone(),
-        }
+        let property = match fact {
+            RouteFact::MetadataPolicy => RouteProperty::MetadataPolicy,
+            RouteFact::RouteName => RouteProperty::RouteName,
+            RouteFact::VirtualHost => RouteProperty::VirtualHostName,
+            RouteFact::IstioConfig => RouteProperty::IstioConfig,
+            RouteFact::Authority => return self.request.authority.clone(),
+            RouteFact::Path => return self.request.path.clone(),
+        };
+        self.host.route(property)
     }
 }
 
-/// The response the module edits through Envoy's callbacks.
+/// The response, edited through the host.
 struct HostResponse<'h, H: Host>(&'h H);
 
 impl<H: Host> EditTarget for HostResponse<'_, H> {
     fn set(&mut self, name: &'static str, value: &[u8]) {
-        self.0.set_response_header(name.as_bytes(), Some(value));
+        self.0.set_response_header(name, value);
     }
     fn remove(&mut self, name: &[u8]) {
-        self.0.set_response_header(name, None);
+        self.0.remove_response_header(name);
     }
 }
 
-impl Filter {
+impl Stream {
     /// The request headers: choose the policy, decide, count, log; answer a preflight locally.
-    pub fn on_request_headers(&mut self, state: &State, host: &impl Host) -> Next {
-        let all = host.headers(Headers::Request);
-        let headers = RequestHeaders::of(&all);
+    pub fn on_request_headers<H: Host>(&self, state: &State<H::Counter>, host: &H) -> Next {
+        let headers = RequestHeaders::of(host.headers(Headers::Request));
         let mut facts = RouteFacts::new(HostFacts {
             host,
             request: &headers,
@@ -197,42 +187,49 @@ impl Filter {
             acrpn: headers.acrpn.as_deref(),
         };
         let outcome = engine::decide(&state.config, &selection, &request);
-        state.count(host, &outcome);
-        engine::log_decision(&state.config, &request, &outcome);
+        if let Some(Some(counter)) = engine::counter_id(&state.config, &selection, &outcome)
+            .and_then(|id| state.counters.get(id))
+        {
+            host.increment(counter);
+        }
+        engine::log_decision(&state.config, &selection, &request, &outcome);
         match outcome.action {
             engine::Action::Untouched => Next::Continue,
             engine::Action::Forward(plan) => {
-                self.plan = Some(plan);
+                self.plan.set(Some(plan));
                 Next::Continue
             }
             engine::Action::Reply(reply) => {
-                host.send_response(reply.status, &reply.headers, reply.details());
-                self.replied = true;
-                Next::Stop
+                // Marked before the call: the proxy runs our response hook for our own reply.
+                self.replied.set(true);
+                if host.send_response(&reply) {
+                    Next::Stop
+                } else {
+                    log::warn!("cors-proxy-wasm: could not send the preflight reply; forwarding");
+                    Next::Continue
+                }
             }
         }
     }
 
     /// The response headers: the plan's edits (none on our own replies, which already carry
     /// their headers; a later filter's local reply is decorated like an upstream answer).
-    pub fn on_response_headers(&mut self, state: &State, host: &impl Host) {
-        if self.replied {
+    pub fn on_response_headers<H: Host>(&self, state: &State<H::Counter>, host: &H) {
+        if self.replied.get() {
             return;
         }
         let Some(plan) = self.plan.take() else {
             return;
         };
-        let edits = {
-            let headers = host.headers(Headers::Response);
-            engine::response_edits(&state.config, &plan, &headers)
-        };
+        let headers: Vec<(&[u8], &[u8])> = host.headers(Headers::Response).collect();
+        let edits = engine::response_edits(&state.config, &plan, &headers);
         engine::apply_edits(&edits, &mut HostResponse(host));
     }
 }
 
-// Envoy shares one configuration between its worker threads: the state must be `Send + Sync`
-// (the hooks hand it over as a raw pointer, which the compiler cannot check there).
+// Envoy shares one configuration between its worker threads: with a counter that can be shared
+// (the dynamic module's is an id), the state is `Send + Sync`.
 const _: fn() = || {
     fn shared_between_workers<T: Send + Sync>() {}
-    shared_between_workers::<State>();
+    shared_between_workers::<State<usize>>();
 };

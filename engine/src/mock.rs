@@ -1,11 +1,12 @@
-//! An in-memory [`Host`] for the shim's tests and its fuzz target: header maps, route facts and
+//! An in-memory [`Host`] for the request path's tests and the fuzz targets: header maps, route facts and
 //! counters held in memory, and a record of what the filter did (the local reply it sent, the
 //! response header edits, the counters it bumped).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use crate::host::{Attribute, Headers, Host};
+use crate::engine::LocalReply;
+use crate::host::{Headers, Host, RouteProperty};
 
 /// One stream as Envoy would present it.
 #[derive(Default)]
@@ -63,47 +64,56 @@ impl MockHost {
 }
 
 impl Host for MockHost {
-    fn headers(&self, map: Headers) -> Vec<(&[u8], &[u8])> {
+    /// The counter's id: its place in the order the counters were defined.
+    type Counter = usize;
+
+    fn headers(&self, map: Headers) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.map(map)
             .iter()
             .map(|(n, v)| (n.as_slice(), v.as_slice()))
-            .collect()
     }
 
-    fn set_response_header(&self, name: &[u8], value: Option<&[u8]>) -> bool {
+    fn route(&self, property: RouteProperty) -> Option<Cow<'_, [u8]>> {
+        let metadata = |namespace: &str, key: &str| {
+            self.route_metadata
+                .iter()
+                .find(|(ns, k, _)| ns == namespace && k == key)
+                .map(|(_, _, v)| v.as_slice())
+        };
+        match property {
+            RouteProperty::MetadataPolicy => metadata("cors", "policy"),
+            RouteProperty::IstioConfig => metadata("istio", "config"),
+            RouteProperty::RouteName => self.route_name.as_deref(),
+            RouteProperty::VirtualHostName => self.virtual_host.as_deref(),
+        }
+        .map(Cow::Borrowed)
+    }
+
+    fn set_response_header(&self, name: &str, value: &[u8]) {
         self.record
             .borrow_mut()
             .edits
-            .push((name.to_vec(), value.map(<[u8]>::to_vec)));
-        true
+            .push((name.as_bytes().to_vec(), Some(value.to_vec())));
     }
 
-    fn send_response(&self, status: u16, headers: &[(&'static str, Cow<'_, [u8]>)], details: &str) {
-        let headers = headers
+    fn remove_response_header(&self, name: &[u8]) {
+        self.record.borrow_mut().edits.push((name.to_vec(), None));
+    }
+
+    fn send_response(&self, reply: &LocalReply<'_>) -> bool {
+        let headers = reply
+            .headers
             .iter()
             .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
             .collect();
         self.record
             .borrow_mut()
             .replies
-            .push((status, headers, details.to_owned()));
+            .push((reply.status, headers, reply.details.to_owned()));
+        true
     }
 
-    fn route_metadata(&self, namespace: &str, key: &str) -> Option<&[u8]> {
-        self.route_metadata
-            .iter()
-            .find(|(ns, k, _)| ns == namespace && k == key)
-            .map(|(_, _, v)| v.as_slice())
-    }
-
-    fn attribute(&self, attribute: Attribute) -> Option<&[u8]> {
-        match attribute {
-            Attribute::RouteName => self.route_name.as_deref(),
-            Attribute::VirtualHostName => self.virtual_host.as_deref(),
-        }
-    }
-
-    fn increment(&self, counter: usize) {
-        self.record.borrow_mut().increments.push(counter);
+    fn increment(&self, counter: &usize) {
+        self.record.borrow_mut().increments.push(*counter);
     }
 }

@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use crate::policy::{Config, Rule};
+use crate::policy::{Config, PolicyId, Rule};
 
 /// A fact about a request's route that selection can look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,8 +184,7 @@ fn keep<'a>(owned: &mut Vec<u8>, value: Vec<u8>) -> Slot<'a> {
 /// The policy chosen for a request (docs/routing.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
-    /// Index into [`Config::policies`].
-    Policy(usize),
+    Policy(PolicyId),
     /// No CORS handling: metadata `off`, a rule with `policy: null`, or nothing applies.
     Untouched,
     /// Route metadata names a policy that does not exist: fail closed.

@@ -14,7 +14,7 @@ use super::origin::{self, OriginMatcher, OriginPattern};
 use super::token;
 use super::{
     AllowHeadersValue, AllowedHeaders, AllowedMethods, Config, HeaderValue, HeaderValues,
-    HostPattern, Loaded, Policy, Problem, Rejected, ResourceName, Rule,
+    HostPattern, Loaded, Policy, PolicyId, Problem, Rejected, ResourceName, Rule,
 };
 
 const FULL_FORM_FIELDS: [&str; 3] = ["default", "policies", "rules"];
@@ -144,9 +144,9 @@ impl Walker {
         } else {
             let policy = self.policy(map, "", "default")?;
             Some(Config {
-                by_name: HashMap::from([("default".to_owned(), 0)]),
+                by_name: HashMap::from([("default".to_owned(), PolicyId(0))]),
                 policies: vec![policy],
-                default: Some(0),
+                default: Some(PolicyId(0)),
                 rules: Vec::new(),
             })
         }
@@ -167,12 +167,12 @@ impl Walker {
             }
         }
         let mut policies: Vec<Option<Policy>> = Vec::new();
-        let mut by_name: HashMap<String, usize> = HashMap::new();
+        let mut by_name: HashMap<String, PolicyId> = HashMap::new();
         let mut default = None;
         if let Some(value) = map.get("default") {
             // Known by name even when its body is bad, so rules naming it get no second error.
-            default = Some(0);
-            by_name.insert("default".to_owned(), 0);
+            default = Some(PolicyId(0));
+            by_name.insert("default".to_owned(), PolicyId(0));
             policies.push(self.policy_value(value, "default", "default"));
         }
         match map.get("policies") {
@@ -197,7 +197,7 @@ impl Walker {
                     // a valid name is known to rules; a valid name with a bad body is known, so
                     // rules naming it get no second, misleading "no such policy".
                     if name_error.is_none() {
-                        by_name.insert(name.clone(), policies.len());
+                        by_name.insert(name.clone(), PolicyId(policies.len()));
                         policies.push(body);
                     }
                 }
@@ -246,7 +246,7 @@ impl Walker {
         &mut self,
         item: &Value,
         index: usize,
-        by_name: &HashMap<String, usize>,
+        by_name: &HashMap<String, PolicyId>,
     ) -> Option<Rule> {
         let path = format!("rules[{index}]");
         let Value::Object(map) = item else {

@@ -282,8 +282,20 @@ pub struct Rule {
     pub http_route: Option<ResourceName>,
     pub host: Option<HostPattern>,
     pub path_prefix: Option<String>,
-    /// Index into [`Config::policies`]; `None` = no CORS handling.
-    pub policy: Option<usize>,
+    /// `None` = no CORS handling.
+    pub policy: Option<PolicyId>,
+}
+
+/// A policy of a loaded [`Config`]: its place in [`Config::policies`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PolicyId(pub usize);
+
+impl PolicyId {
+    /// Its place in [`Config::policies`].
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0
+    }
 }
 
 /// A validated, compiled policy document.
@@ -291,13 +303,13 @@ pub struct Rule {
 pub struct Config {
     /// Every policy; `default` (if any) first.
     pub policies: Vec<Policy>,
-    pub by_name: HashMap<String, usize>,
-    pub default: Option<usize>,
+    pub by_name: HashMap<String, PolicyId>,
+    pub default: Option<PolicyId>,
     pub rules: Vec<Rule>,
 }
 
 impl Config {
-    pub fn policy(&self, index: usize) -> Option<&Policy> {
-        self.policies.get(index)
+    pub fn policy(&self, id: PolicyId) -> Option<&Policy> {
+        self.policies.get(id.index())
     }
 }

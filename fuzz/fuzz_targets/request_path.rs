@@ -1,5 +1,5 @@
-//! The dynamic module's request and response hooks on arbitrary header maps, through the
-//! in-memory host (`cors_proxy::mock`): whatever the bytes, the hooks return, a stopped request
+//! The request path both hosts run (`cors_engine::filter`), its request and response hooks on
+//! arbitrary header maps, through the in-memory host (`cors_engine::mock`): whatever the bytes, the hooks return, a stopped request
 //! sent exactly one local reply (and its response is left alone), a forwarded one sent none,
 //! every edit names a lower-case header, and the counters bumped were defined.
 //!
@@ -10,16 +10,16 @@
 
 use std::sync::OnceLock;
 
-use cors_proxy::filter::{Filter, Next, State};
-use cors_proxy::mock::MockHost;
+use cors_engine::filter::{Next, State, Stream};
+use cors_engine::mock::MockHost;
 use libfuzzer_sys::fuzz_target;
 
 /// The full-form policy both whole-path targets run (every field, every rule key).
 const DOC: &str = include_str!("../policy.json");
 
 /// The loaded state and how many counters it defined.
-fn state() -> &'static (State, usize) {
-    static S: OnceLock<(State, usize)> = OnceLock::new();
+fn state() -> &'static (State<usize>, usize) {
+    static S: OnceLock<(State<usize>, usize)> = OnceLock::new();
     S.get_or_init(|| {
         let mut defined = 0;
         let state = State::load(DOC.as_bytes(), |_| {
@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let (state, defined) = state();
     let host = host(data);
-    let mut filter = Filter::default();
+    let filter = Stream::default();
     let next = filter.on_request_headers(state, &host);
     let replies = host.record.borrow().replies.len();
     match next {
