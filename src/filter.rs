@@ -3,12 +3,12 @@
 //! [`crate::host`]. Counters are batched in the VM and flushed on a tick.
 
 use std::borrow::Cow;
-use std::cell::{Cell, OnceCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
 use cors_engine::engine::LocalReply;
 use cors_engine::filter::{Next, State, Stream};
-use cors_engine::host::{Headers, Host, RouteProperty};
+use cors_engine::host::{HeaderList, Headers, Host, RouteProperty};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
@@ -45,22 +45,25 @@ fn flush(state: &Config) {
     state.counters().for_each(Metric::flush);
 }
 
-/// The engine's [`Host`] for one hook: each header map it reads is fetched once, on first use.
-#[derive(Default)]
-struct ProxyWasm {
-    request: OnceCell<HeaderMap>,
-    response: OnceCell<HeaderMap>,
+/// The engine's [`Host`] through the panic-free host layer (one value serves every hook: the
+/// ABI acts on the stream the host is running).
+struct ProxyWasm;
+
+impl HeaderList for HeaderMap {
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.iter()
+    }
 }
 
 impl Host for ProxyWasm {
     type Counter = Metric;
+    type Headers<'a> = HeaderMap;
 
-    fn headers(&self, map: Headers) -> impl Iterator<Item = (&[u8], &[u8])> {
+    fn headers(&self, map: Headers) -> HeaderMap {
         match map {
-            Headers::Request => self.request.get_or_init(host::request_headers),
-            Headers::Response => self.response.get_or_init(host::response_headers),
+            Headers::Request => host::request_headers(),
+            Headers::Response => host::response_headers(),
         }
-        .iter()
     }
 
     fn route(&self, property: RouteProperty) -> Option<Cow<'_, [u8]>> {
@@ -149,7 +152,7 @@ impl HttpContext for CorsHttp {
         let Some(state) = &self.state else {
             return Action::Continue;
         };
-        match self.stream.on_request_headers(state, &ProxyWasm::default()) {
+        match self.stream.on_request_headers(state, &ProxyWasm) {
             Next::Continue => Action::Continue,
             Next::Stop => Action::Pause,
         }
@@ -157,8 +160,7 @@ impl HttpContext for CorsHttp {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(state) = &self.state {
-            self.stream
-                .on_response_headers(state, &ProxyWasm::default());
+            self.stream.on_response_headers(state, &ProxyWasm);
         }
         Action::Continue
     }

@@ -100,9 +100,10 @@ impl Envoy {
 impl Host for Envoy {
     /// The id Envoy gave the counter when the configuration defined it.
     type Counter = usize;
+    type Headers<'a> = Vec<(&'a [u8], &'a [u8])>;
 
-    fn headers(&self, map: Headers) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.header_list(map).into_iter()
+    fn headers(&self, map: Headers) -> Self::Headers<'_> {
+        self.header_list(map)
     }
 
     fn set_response_header(&self, name: &str, value: &[u8]) {

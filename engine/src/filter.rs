@@ -6,11 +6,10 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::HashSet;
 use std::sync::Mutex;
 
 use crate::engine::{self, EditTarget, Request, ResponsePlan};
-use crate::host::{Headers, Host, RouteProperty};
+use crate::host::{HeaderList, Headers, Host, RouteProperty};
 use crate::policy::{self, Config};
 use crate::routing::{FactSource, RouteFact, RouteFacts, Selection};
 
@@ -23,7 +22,8 @@ pub struct State<C> {
     pub config: Config,
     /// Every counter in [`engine::counter_names`] order (`None`: the host refused it).
     counters: Vec<Option<C>>,
-    unknown_names_logged: Mutex<HashSet<Vec<u8>>>,
+    /// The unknown policy names already logged (at most [`UNKNOWN_NAMES_LOGGED`]).
+    unknown_names_logged: Mutex<Vec<Vec<u8>>>,
 }
 
 /// Why a configuration was refused (already logged).
@@ -50,7 +50,7 @@ impl<C> State<C> {
         Ok(State {
             config,
             counters,
-            unknown_names_logged: Mutex::new(HashSet::new()),
+            unknown_names_logged: Mutex::new(Vec::new()),
         })
     }
 
@@ -65,7 +65,8 @@ impl<C> State<C> {
             Ok(logged) => logged,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if logged.len() < UNKNOWN_NAMES_LOGGED && logged.insert(name.to_vec()) {
+        if logged.len() < UNKNOWN_NAMES_LOGGED && !logged.iter().any(|known| known == name) {
+            logged.push(name.to_vec());
             log::error!(
                 "cors-proxy-wasm: route metadata names unknown policy {:?}; failing closed (preflights 403, no CORS headers)",
                 String::from_utf8_lossy(name)
@@ -93,33 +94,40 @@ pub enum Next {
     Stop,
 }
 
+/// The request headers the filter reads, in [`RequestHeaders::NAMES`] order.
+const METHOD: usize = 0;
+const ORIGIN: usize = 1;
+const ACRM: usize = 2;
+const ACRH: usize = 3;
+const ACRPN: usize = 4;
+const AUTHORITY: usize = 5;
+const PATH: usize = 6;
+
 /// The request headers the filter reads, taken from one pass over the whole map. Names arrive
 /// lower case; repeated headers are joined with `,` (as Envoy joins them for the proxy-wasm
 /// host's single-value reads).
-#[derive(Default)]
-struct RequestHeaders<'h> {
-    method: Option<Cow<'h, [u8]>>,
-    origin: Option<Cow<'h, [u8]>>,
-    acrm: Option<Cow<'h, [u8]>>,
-    acrh: Option<Cow<'h, [u8]>>,
-    acrpn: Option<Cow<'h, [u8]>>,
-    authority: Option<Cow<'h, [u8]>>,
-    path: Option<Cow<'h, [u8]>>,
-}
+struct RequestHeaders<'h>([Option<Cow<'h, [u8]>>; RequestHeaders::NAMES.len()]);
 
 impl<'h> RequestHeaders<'h> {
+    const NAMES: [&'static [u8]; 7] = [
+        b":method",
+        b"origin",
+        b"access-control-request-method",
+        b"access-control-request-headers",
+        b"access-control-request-private-network",
+        b":authority",
+        b":path",
+    ];
+
     fn of(headers: impl Iterator<Item = (&'h [u8], &'h [u8])>) -> RequestHeaders<'h> {
-        let mut out = RequestHeaders::default();
+        let mut found: [Option<Cow<'h, [u8]>>; 7] = Default::default();
         for (name, value) in headers {
-            let slot = match name {
-                b":method" => &mut out.method,
-                b"origin" => &mut out.origin,
-                b"access-control-request-method" => &mut out.acrm,
-                b"access-control-request-headers" => &mut out.acrh,
-                b"access-control-request-private-network" => &mut out.acrpn,
-                b":authority" => &mut out.authority,
-                b":path" => &mut out.path,
-                _ => continue,
+            let Some(slot) = Self::NAMES
+                .iter()
+                .position(|&wanted| wanted == name)
+                .and_then(|i| found.get_mut(i))
+            else {
+                continue;
             };
             match slot {
                 None => *slot = Some(Cow::Borrowed(value)),
@@ -130,7 +138,11 @@ impl<'h> RequestHeaders<'h> {
                 }
             }
         }
-        out
+        RequestHeaders(found)
+    }
+
+    fn get(&self, header: usize) -> Option<&[u8]> {
+        self.0.get(header)?.as_deref()
     }
 }
 
@@ -148,8 +160,8 @@ impl<'h, H: Host> FactSource<'h> for HostFacts<'h, '_, H> {
             RouteFact::RouteName => RouteProperty::RouteName,
             RouteFact::VirtualHost => RouteProperty::VirtualHostName,
             RouteFact::IstioConfig => RouteProperty::IstioConfig,
-            RouteFact::Authority => return self.request.authority.clone(),
-            RouteFact::Path => return self.request.path.clone(),
+            RouteFact::Authority => return self.request.0.get(AUTHORITY)?.clone(),
+            RouteFact::Path => return self.request.0.get(PATH)?.clone(),
         };
         self.host.route(property)
     }
@@ -170,7 +182,8 @@ impl<H: Host> EditTarget for HostResponse<'_, H> {
 impl Stream {
     /// The request headers: choose the policy, decide, count, log; answer a preflight locally.
     pub fn on_request_headers<H: Host>(&self, state: &State<H::Counter>, host: &H) -> Next {
-        let headers = RequestHeaders::of(host.headers(Headers::Request));
+        let all = host.headers(Headers::Request);
+        let headers = RequestHeaders::of(all.pairs());
         let mut facts = RouteFacts::new(HostFacts {
             host,
             request: &headers,
@@ -180,11 +193,11 @@ impl Stream {
             state.log_unknown_once(name);
         }
         let request = Request {
-            method: headers.method.as_deref().unwrap_or_default(),
-            origin: headers.origin.as_deref(),
-            acrm: headers.acrm.as_deref(),
-            acrh: headers.acrh.as_deref(),
-            acrpn: headers.acrpn.as_deref(),
+            method: headers.get(METHOD).unwrap_or_default(),
+            origin: headers.get(ORIGIN),
+            acrm: headers.get(ACRM),
+            acrh: headers.get(ACRH),
+            acrpn: headers.get(ACRPN),
         };
         let outcome = engine::decide(&state.config, &selection, &request);
         if let Some(Some(counter)) = engine::counter_id(&state.config, &selection, &outcome)
@@ -221,7 +234,8 @@ impl Stream {
         let Some(plan) = self.plan.take() else {
             return;
         };
-        let headers: Vec<(&[u8], &[u8])> = host.headers(Headers::Response).collect();
+        let all = host.headers(Headers::Response);
+        let headers: Vec<(&[u8], &[u8])> = all.pairs().collect();
         let edits = engine::response_edits(&state.config, &plan, &headers);
         engine::apply_edits(&edits, &mut HostResponse(host));
     }

@@ -27,13 +27,29 @@ pub enum Headers {
     Response,
 }
 
+/// A header map as a host reads it: its entries in order (lower-case names, as Envoy hands them
+/// over), borrowed from the map.
+pub trait HeaderList {
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])>;
+}
+
+impl HeaderList for Vec<(&[u8], &[u8])> {
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.iter().copied()
+    }
+}
+
 /// The calls one hook of one stream makes into the proxy.
 pub trait Host {
     /// A counter as the host defined it when the policy was loaded.
     type Counter;
+    /// A header map as this host reads it.
+    type Headers<'a>: HeaderList
+    where
+        Self: 'a;
 
-    /// Every header of a map, in order (lower-case names, as Envoy hands them over).
-    fn headers(&self, map: Headers) -> impl Iterator<Item = (&[u8], &[u8])>;
+    /// Every header of a map.
+    fn headers(&self, map: Headers) -> Self::Headers<'_>;
     /// A route attribute or metadata string; `None` when absent or unreadable.
     fn route(&self, property: RouteProperty) -> Option<Cow<'_, [u8]>>;
     /// Sets a response header, replacing every header of that name.

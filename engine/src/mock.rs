@@ -66,11 +66,13 @@ impl MockHost {
 impl Host for MockHost {
     /// The counter's id: its place in the order the counters were defined.
     type Counter = usize;
+    type Headers<'a> = Vec<(&'a [u8], &'a [u8])>;
 
-    fn headers(&self, map: Headers) -> impl Iterator<Item = (&[u8], &[u8])> {
+    fn headers(&self, map: Headers) -> Self::Headers<'_> {
         self.map(map)
             .iter()
             .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect()
     }
 
     fn route(&self, property: RouteProperty) -> Option<Cow<'_, [u8]>> {
