@@ -318,11 +318,7 @@ fn every_rule_names_a_generated_route_and_picks_the_documented_policy() {
     );
     let config = plugin_config(&docs, "envoy/istio/wasmplugin.yaml");
     let routes = fixtures::istio_route_names(vs);
-    let rules: Vec<&str> = config
-        .rules
-        .iter()
-        .filter_map(|r| r.route.as_deref())
-        .collect();
+    let rules: Vec<&str> = config.rules.iter().filter_map(|r| r.route()).collect();
     for route in &rules {
         assert!(
             routes.contains(*route),

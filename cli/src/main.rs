@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use cors_engine::engine::{self, Action, Counter, HeaderEdit, Request, ResponsePlan};
-use cors_engine::policy::{self, Config, HostPattern, Mode, Rule, UnmatchedPreflights};
+use cors_engine::policy::{self, Config, Mode, ResourceName, Rule, UnmatchedPreflights};
 use cors_engine::routing::{Choice, Known, Reason, RouteFact, RouteFacts, Selection};
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -409,17 +409,12 @@ fn parse_explain(args: &[String]) -> Result<ExplainArgs, Failure> {
             "--metadata-policy" => parsed.facts.metadata_policy = Some(value(arg)?),
             "--virtual-service" => {
                 let given = value(arg)?;
-                let (namespace, name) = given
-                    .split_once('/')
-                    .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
-                    .ok_or_else(|| {
-                        usage_error(format!(
-                            "--virtual-service {given:?}: expected NAMESPACE/NAME"
-                        ))
-                    })?;
-                parsed.facts.istio_config = Some(format!(
-                    "/apis/networking.istio.io/v1/namespaces/{namespace}/virtual-service/{name}"
-                ));
+                let resource = ResourceName::parse(&given).map_err(|_| {
+                    usage_error(format!(
+                        "--virtual-service {given:?}: expected NAMESPACE/NAME"
+                    ))
+                })?;
+                parsed.facts.istio_config = Some(resource.virtual_service_config());
             }
             "--upstream-header" => {
                 let line = value(arg)?;
@@ -632,28 +627,8 @@ fn selection_line(config: &Config, choice: &Choice, metadata_policy: Option<&str
 }
 
 fn rule_text(rule: &Rule) -> String {
-    let mut fields = Vec::new();
-    if let Some(route) = &rule.route {
-        fields.push(format!("route={route:?}"));
-    }
-    if let Some(vhost) = &rule.virtual_host {
-        fields.push(format!("virtual_host={vhost:?}"));
-    }
-    if let Some(resource) = &rule.virtual_service {
-        fields.push(format!("virtual_service=\"{resource}\""));
-    }
-    if let Some(resource) = &rule.http_route {
-        fields.push(format!("http_route=\"{resource}\""));
-    }
-    match &rule.host {
-        Some(HostPattern::Exact(host)) => fields.push(format!("host={host:?}")),
-        Some(HostPattern::Subdomain(suffix)) => fields.push(format!("host=\"*{suffix}\"")),
-        None => {}
-    }
-    if let Some(prefix) = &rule.path_prefix {
-        fields.push(format!("path_prefix={prefix:?}"));
-    }
-    format!("{{{}}}", fields.join(", "))
+    let conditions: Vec<String> = rule.conditions.iter().map(|c| c.to_string()).collect();
+    format!("{{{}}}", conditions.join(", "))
 }
 
 fn request_line(request: &Request) -> String {

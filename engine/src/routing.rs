@@ -7,8 +7,9 @@
 //! host in the shims, or [`Known`] values in the CLI, the tests, the fuzz targets and the
 //! benches.
 //!
-//! Adding a fact: a [`RouteFact`] variant (and its place in [`RouteFact::ALL`]), what the shims
-//! read for it, and the rule field that looks at it (`Config::rule_matches`).
+//! Adding a fact: a [`RouteFact`] variant (and its place in [`RouteFact::ALL`]), where the request
+//! path reads it (`crate::filter`, a [`crate::host::RouteProperty`] when it is the host's), and
+//! the `match` key that looks at it (`crate::policy::fields::Condition`).
 
 use std::borrow::Cow;
 
@@ -273,41 +274,7 @@ impl Config {
         rule: &Rule,
         facts: &mut RouteFacts<'a, S>,
     ) -> bool {
-        if let Some(route) = &rule.route {
-            if facts.get(RouteFact::RouteName) != Some(route.as_bytes()) {
-                return false;
-            }
-        }
-        if let Some(vhost) = &rule.virtual_host {
-            if facts.get(RouteFact::VirtualHost) != Some(vhost.as_bytes()) {
-                return false;
-            }
-        }
-        if let Some(resource) = &rule.http_route {
-            match facts.get(RouteFact::RouteName) {
-                Some(route) if resource.is_http_route_rule(route) => {}
-                _ => return false,
-            }
-        }
-        if let Some(resource) = &rule.virtual_service {
-            match facts.get(RouteFact::IstioConfig) {
-                Some(config) if resource.is_virtual_service_config(config) => {}
-                _ => return false,
-            }
-        }
-        if let Some(host) = &rule.host {
-            match facts.get(RouteFact::Authority) {
-                Some(authority) if host.matches(authority_host(authority)) => {}
-                _ => return false,
-            }
-        }
-        if let Some(prefix) = &rule.path_prefix {
-            match facts.get(RouteFact::Path) {
-                Some(path) if path.starts_with(prefix.as_bytes()) => {}
-                _ => return false,
-            }
-        }
-        true
+        rule.conditions.iter().all(|c| c.holds(facts))
     }
 }
 

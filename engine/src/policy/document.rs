@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::fields::{self, Field, Kind, MatchKind, ReadField, Scalars};
+use super::fields::{self, Condition, Field, Kind, ReadField, Scalars};
 use super::json::{self, field_path};
 use super::origin::{self, OriginMatcher, OriginPattern};
 use super::token;
@@ -272,12 +272,7 @@ impl Walker {
             }
         }
         let mut rule = Rule {
-            route: None,
-            virtual_host: None,
-            virtual_service: None,
-            http_route: None,
-            host: None,
-            path_prefix: None,
+            conditions: Vec::new(),
             policy: None,
         };
         let match_key = fields::MATCH.name;
@@ -303,8 +298,15 @@ impl Walker {
                         self.error(path, format!("expected a string, got {}", kind(value)));
                         continue;
                     };
-                    if let Err(e) = match_field(&mut rule, field, text) {
-                        self.error(path, format!("{}: {e}", quoted(text)));
+                    match Condition::parse(field.kind, text) {
+                        Ok(condition) => {
+                            // In `MatchKind` order, whatever the document's key order.
+                            let at = rule
+                                .conditions
+                                .partition_point(|c| c.kind() < condition.kind());
+                            rule.conditions.insert(at, condition);
+                        }
+                        Err(e) => self.error(path, format!("{}: {e}", quoted(text))),
                     }
                 }
             }
@@ -865,25 +867,16 @@ fn compile(checked: CheckedPolicy, name: &str) -> Policy {
 
 /// One `match` key's string, checked by its declared kind and stored in the rule; the error
 /// message when it is not valid.
-fn match_field(rule: &mut Rule, field: &Field<MatchKind>, text: &str) -> Result<(), String> {
-    let is = |other: &Field<MatchKind>| field.name == other.name;
-    match field.kind {
-        MatchKind::Name if is(&fields::ROUTE) => rule.route = Some(text.to_owned()),
-        MatchKind::Name => rule.virtual_host = Some(text.to_owned()),
-        MatchKind::Host => rule.host = Some(host_pattern(text)?),
-        MatchKind::PathPrefix if text.starts_with('/') => rule.path_prefix = Some(text.to_owned()),
-        MatchKind::PathPrefix => return Err("a path prefix must start with /".into()),
-        MatchKind::Resource if is(&fields::VIRTUAL_SERVICE) => {
-            rule.virtual_service = Some(resource_name(text)?);
-        }
-        MatchKind::Resource => rule.http_route = Some(resource_name(text)?),
-    }
-    Ok(())
-}
-
 /// `namespace/name` of a Kubernetes resource: the namespace a DNS label (RFC 1123: lower-case
 /// letters, digits and `-`, at most 63), the name a DNS subdomain (labels of those joined by `.`,
 /// at most 253), as Kubernetes requires of VirtualServices and HTTPRoutes.
+impl ResourceName {
+    /// Parses `namespace/name`; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<ResourceName, String> {
+        resource_name(text)
+    }
+}
+
 fn resource_name(text: &str) -> Result<ResourceName, String> {
     let Some((namespace, name)) = text.split_once('/') else {
         return Err("expected namespace/name".into());
@@ -934,6 +927,13 @@ fn resource_name(text: &str) -> Result<ResourceName, String> {
 }
 
 /// A rule's `host`: an exact lower-case host or `*.` followed by a domain.
+impl HostPattern {
+    /// Parses a rule's `host`; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<HostPattern, String> {
+        host_pattern(text)
+    }
+}
+
 fn host_pattern(text: &str) -> Result<HostPattern, String> {
     let (wildcard, host) = match text.strip_prefix("*.") {
         Some(rest) => (true, rest),

@@ -13,6 +13,11 @@
 //! (`document.rs`), [`super::Policy`] and the engine. A list field, or a field that other checks
 //! depend on, leaves out the `=>` part and is checked by hand in `document.rs`.
 
+use std::fmt;
+
+use super::{HostPattern, ResourceName};
+use crate::routing::{authority_host, FactSource, RouteFact, RouteFacts};
+
 /// One declared key: a policy field (`Field<Kind>`), a rule key or a `match` key.
 #[derive(Debug)]
 pub struct Field<K = Kind> {
@@ -327,9 +332,9 @@ declare! { RuleKind, RULE_FIELDS, RULE_FIELD_NAMES;
     POLICY = "policy", RuleKind::Policy;
 }
 
-/// What the string of a `match` key is.
+/// What the string of a `match` key is written as (its schema follows from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchKind {
+pub enum Syntax {
     /// A name, matched exactly.
     Name,
     /// An exact lower-case host, or `*.domain`.
@@ -340,20 +345,129 @@ pub enum MatchKind {
     Resource,
 }
 
+/// Which `match` key: one per declaration below, in the same order (the order a rule's conditions
+/// are checked and printed in). Its compiled form is a [`Condition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MatchKind {
+    Route,
+    VirtualHost,
+    Host,
+    PathPrefix,
+    VirtualService,
+    HttpRoute,
+}
+
+// A new `match` key: its declaration here, its `MatchKind` and `Condition` variants, and its arm in
+// each `match` of `MatchKind::syntax`, `Condition::parse`, `Condition::holds` and `Condition`'s
+// `Display` below. Validation, routing, the schema and `cors-policy explain` follow.
 declare! { MatchKind, MATCH_FIELDS, MATCH_FIELD_NAMES;
     /// Exact Envoy route name (xds.route_name). In Istio: the VirtualService http[].name, plus .<match name> when the match has a name.
-    ROUTE = "route", MatchKind::Name;
+    ROUTE = "route", MatchKind::Route;
     /// Exact Envoy virtual host name (xds.virtual_host_name).
-    VIRTUAL_HOST = "virtual_host", MatchKind::Name;
+    VIRTUAL_HOST = "virtual_host", MatchKind::VirtualHost;
     /// The :authority without its port: an exact lower-case host, or *.domain for one or more labels before domain.
     HOST = "host", MatchKind::Host;
     /// A prefix of :path.
     PATH_PREFIX = "path_prefix", MatchKind::PathPrefix;
     /// namespace/name of the Istio VirtualService the route came from: matched against the route metadata filter_metadata.istio.config that Istio puts on every route it generates from a VirtualService (/apis/networking.istio.io/<version>/namespaces/<ns>/virtual-service/<name>).
-    VIRTUAL_SERVICE = "virtual_service", MatchKind::Resource;
+    VIRTUAL_SERVICE = "virtual_service", MatchKind::VirtualService;
     /// namespace/name of a Gateway API HTTPRoute: matches the routes Istio generates for its rules that have no name (route name <namespace>.<name>.<rule index>). A rule with a name gives the route that name: match it with route.
-    HTTP_ROUTE = "http_route", MatchKind::Resource;
+    HTTP_ROUTE = "http_route", MatchKind::HttpRoute;
 }
+
+impl MatchKind {
+    /// How the key's string is written.
+    pub fn syntax(self) -> Syntax {
+        match self {
+            MatchKind::Route | MatchKind::VirtualHost => Syntax::Name,
+            MatchKind::Host => Syntax::Host,
+            MatchKind::PathPrefix => Syntax::PathPrefix,
+            MatchKind::VirtualService | MatchKind::HttpRoute => Syntax::Resource,
+        }
+    }
+}
+
+/// One `match` key of a rule, compiled: it holds when the route facts it reads say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    Route(String),
+    VirtualHost(String),
+    Host(HostPattern),
+    PathPrefix(String),
+    VirtualService(ResourceName),
+    HttpRoute(ResourceName),
+}
+
+impl Condition {
+    /// Compiles the string of a `match` key; the error says what is wrong with it.
+    pub fn parse(kind: MatchKind, text: &str) -> Result<Condition, String> {
+        Ok(match kind {
+            MatchKind::Route => Condition::Route(text.to_owned()),
+            MatchKind::VirtualHost => Condition::VirtualHost(text.to_owned()),
+            MatchKind::Host => Condition::Host(HostPattern::parse(text)?),
+            MatchKind::PathPrefix if text.starts_with('/') => {
+                Condition::PathPrefix(text.to_owned())
+            }
+            MatchKind::PathPrefix => return Err("a path prefix must start with /".into()),
+            MatchKind::VirtualService => Condition::VirtualService(ResourceName::parse(text)?),
+            MatchKind::HttpRoute => Condition::HttpRoute(ResourceName::parse(text)?),
+        })
+    }
+
+    /// Does it hold for this request? Reads only the facts it needs.
+    pub fn holds<'a, S: FactSource<'a>>(&self, facts: &mut RouteFacts<'a, S>) -> bool {
+        match self {
+            Condition::Route(route) => facts.get(RouteFact::RouteName) == Some(route.as_bytes()),
+            Condition::VirtualHost(vhost) => {
+                facts.get(RouteFact::VirtualHost) == Some(vhost.as_bytes())
+            }
+            Condition::Host(host) => facts
+                .get(RouteFact::Authority)
+                .is_some_and(|authority| host.matches(authority_host(authority))),
+            Condition::PathPrefix(prefix) => facts
+                .get(RouteFact::Path)
+                .is_some_and(|path| path.starts_with(prefix.as_bytes())),
+            Condition::VirtualService(resource) => facts
+                .get(RouteFact::IstioConfig)
+                .is_some_and(|config| resource.is_virtual_service_config(config)),
+            Condition::HttpRoute(resource) => facts
+                .get(RouteFact::RouteName)
+                .is_some_and(|route| resource.is_http_route_rule(route)),
+        }
+    }
+
+    /// Which key it is.
+    pub fn kind(&self) -> MatchKind {
+        match self {
+            Condition::Route(_) => MatchKind::Route,
+            Condition::VirtualHost(_) => MatchKind::VirtualHost,
+            Condition::Host(_) => MatchKind::Host,
+            Condition::PathPrefix(_) => MatchKind::PathPrefix,
+            Condition::VirtualService(_) => MatchKind::VirtualService,
+            Condition::HttpRoute(_) => MatchKind::HttpRoute,
+        }
+    }
+}
+
+/// `key="value"`, as `cors-policy explain` prints a rule.
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Condition::Route(route) => write!(f, "{}={route:?}", ROUTE.name),
+            Condition::VirtualHost(vhost) => write!(f, "{}={vhost:?}", VIRTUAL_HOST.name),
+            Condition::Host(HostPattern::Exact(host)) => write!(f, "{}={host:?}", HOST.name),
+            Condition::Host(HostPattern::Subdomain(suffix)) => {
+                write!(f, "{}=\"*{suffix}\"", HOST.name)
+            }
+            Condition::PathPrefix(prefix) => write!(f, "{}={prefix:?}", PATH_PREFIX.name),
+            Condition::VirtualService(resource) => {
+                write!(f, "{}=\"{resource}\"", VIRTUAL_SERVICE.name)
+            }
+            Condition::HttpRoute(resource) => write!(f, "{}=\"{resource}\"", HTTP_ROUTE.name),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

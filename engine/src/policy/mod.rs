@@ -231,12 +231,17 @@ pub struct ResourceName {
     pub name: String,
 }
 
+/// How Istio names a VirtualService in a route's `filter_metadata.istio.config`:
+/// `/apis/networking.istio.io/<version>/namespaces/<ns>/virtual-service/<name>`.
+const ISTIO_CONFIG_GROUP: &str = "/apis/networking.istio.io/";
+const ISTIO_CONFIG_NAMESPACES: &str = "/namespaces/";
+const ISTIO_CONFIG_VIRTUAL_SERVICE: &str = "/virtual-service/";
+
 impl ResourceName {
-    /// Does the route's `filter_metadata.istio.config` name this VirtualService? Istio writes
-    /// `/apis/networking.istio.io/<version>/namespaces/<ns>/virtual-service/<name>`; any version
-    /// is accepted (`v1alpha3`, `v1beta1`, `v1` were all written by Istio releases).
+    /// Does the route's `filter_metadata.istio.config` name this VirtualService? Any version is
+    /// accepted (`v1alpha3`, `v1beta1`, `v1` were all written by Istio releases).
     pub fn is_virtual_service_config(&self, config: &[u8]) -> bool {
-        let Some(rest) = config.strip_prefix(b"/apis/networking.istio.io/".as_slice()) else {
+        let Some(rest) = config.strip_prefix(ISTIO_CONFIG_GROUP.as_bytes()) else {
             return false;
         };
         let Some(slash) = rest.iter().position(|&b| b == b'/') else {
@@ -244,10 +249,19 @@ impl ResourceName {
         };
         slash > 0
             && rest[slash..]
-                .strip_prefix(b"/namespaces/".as_slice())
+                .strip_prefix(ISTIO_CONFIG_NAMESPACES.as_bytes())
                 .and_then(|r| r.strip_prefix(self.namespace.as_bytes()))
-                .and_then(|r| r.strip_prefix(b"/virtual-service/".as_slice()))
+                .and_then(|r| r.strip_prefix(ISTIO_CONFIG_VIRTUAL_SERVICE.as_bytes()))
                 == Some(self.name.as_bytes())
+    }
+
+    /// The `filter_metadata.istio.config` Istio (API version `v1`) writes on the routes it
+    /// generates from this VirtualService.
+    pub fn virtual_service_config(&self) -> String {
+        format!(
+            "{ISTIO_CONFIG_GROUP}v1{ISTIO_CONFIG_NAMESPACES}{}{ISTIO_CONFIG_VIRTUAL_SERVICE}{}",
+            self.namespace, self.name
+        )
     }
 
     /// Is this Envoy route name one Istio gives a rule of this Gateway API HTTPRoute? A rule
@@ -271,19 +285,23 @@ impl fmt::Display for ResourceName {
     }
 }
 
-/// One entry of `rules`: every given field must hold.
+/// One entry of `rules`: every condition of its `match` must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    pub route: Option<String>,
-    pub virtual_host: Option<String>,
-    /// `virtual_service`: the Istio VirtualService the route came from (its `istio.config` metadata).
-    pub virtual_service: Option<ResourceName>,
-    /// `http_route`: the Gateway API HTTPRoute whose unnamed rule the route is.
-    pub http_route: Option<ResourceName>,
-    pub host: Option<HostPattern>,
-    pub path_prefix: Option<String>,
+    /// In [`fields::MatchKind`] order, at most one of each kind.
+    pub conditions: Vec<fields::Condition>,
     /// `None` = no CORS handling.
     pub policy: Option<PolicyId>,
+}
+
+impl Rule {
+    /// Its `route` condition, if it has one.
+    pub fn route(&self) -> Option<&str> {
+        self.conditions.iter().find_map(|c| match c {
+            fields::Condition::Route(route) => Some(route.as_str()),
+            _ => None,
+        })
+    }
 }
 
 /// A policy of a loaded [`Config`]: its place in [`Config::policies`].

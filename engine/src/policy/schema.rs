@@ -7,7 +7,7 @@
 //! origin serialisation, regexes, forbidden header names or policy references.
 
 use super::fields::{
-    Field, Items, Kind, MatchKind, RuleKind, MATCH_FIELDS, POLICY_FIELDS, RULE_FIELDS,
+    Field, Items, Kind, MatchKind, RuleKind, Syntax, MATCH_FIELDS, POLICY_FIELDS, RULE_FIELDS,
 };
 
 /// A JSON value whose objects keep the order they are written in (the schema reads top-down).
@@ -281,14 +281,14 @@ fn match_field(field: &Field<MatchKind>) -> Json {
         ("description".to_owned(), Json::Str(field.description())),
         ("type".to_owned(), s("string")),
     ];
-    match field.kind {
-        MatchKind::Name => {}
-        MatchKind::Host => pairs.push((
+    match field.kind.syntax() {
+        Syntax::Name => {}
+        Syntax::Host => pairs.push((
             "pattern".to_owned(),
             s("^(\\*\\.)?([a-z0-9_-]+(\\.[a-z0-9_-]+)*|\\[[0-9a-f:.]+\\])$"),
         )),
-        MatchKind::PathPrefix => pairs.push(("pattern".to_owned(), s("^/"))),
-        MatchKind::Resource => {
+        Syntax::PathPrefix => pairs.push(("pattern".to_owned(), s("^/"))),
+        Syntax::Resource => {
             pairs.push(("maxLength".to_owned(), Json::Int(317)));
             pairs.push(("pattern".to_owned(), s(RESOURCE_NAME_PATTERN)));
         }
