@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use cors_engine::policy;
+use cors_engine::policy::{self, fields, UnmatchedPreflights};
 use serde_json::{json, Map, Value};
 
 /// One value the import could not carry over exactly.
@@ -554,32 +554,35 @@ impl Importer {
             return None;
         }
         let mut policy = Map::new();
-        policy.insert("allow_origins".into(), json!(origins));
+        policy.insert(fields::ALLOW_ORIGINS.name.into(), json!(origins));
         if !regexes.is_empty() {
-            policy.insert("allow_origin_regexes".into(), json!(regexes));
+            policy.insert(fields::ALLOW_ORIGIN_REGEXES.name.into(), json!(regexes));
         }
         if let Some(methods) = cors.methods {
-            policy.insert("allow_methods".into(), json!(methods));
+            policy.insert(fields::ALLOW_METHODS.name.into(), json!(methods));
         }
         if let Some(headers) = cors.headers {
             let lower: Vec<String> = headers.iter().map(|h| h.to_ascii_lowercase()).collect();
-            policy.insert("allow_headers".into(), json!(lower));
+            policy.insert(fields::ALLOW_HEADERS.name.into(), json!(lower));
         }
         if let Some(expose) = cors.expose {
-            policy.insert("expose_headers".into(), json!(expose));
+            policy.insert(fields::EXPOSE_HEADERS.name.into(), json!(expose));
         }
         if let Some((age_path, age)) = &cors.max_age {
             match duration_seconds(age) {
                 Some(seconds) => {
                     let whole = seconds.floor();
-                    let capped = whole.min(86_400.0);
+                    let capped = whole.min(f64::from(fields::MAX_AGE_SECONDS));
                     if capped != seconds {
                         self.warn(
                             age_path.clone(),
-                            format!("{age:?}: imported as {capped} seconds (whole seconds, at most 86400)"),
+                            format!(
+                                "{age:?}: imported as {capped} seconds (whole seconds, at most {})",
+                                fields::MAX_AGE_SECONDS
+                            ),
                         );
                     }
-                    policy.insert("max_age".into(), json!(capped as u64));
+                    policy.insert(fields::MAX_AGE.name.into(), json!(capped as u64));
                 }
                 None => self.warn(
                     age_path.clone(),
@@ -588,18 +591,20 @@ impl Importer {
             }
         }
         if cors.credentials {
-            policy.insert("allow_credentials".into(), json!(true));
+            policy.insert(fields::ALLOW_CREDENTIALS.name.into(), json!(true));
         }
         if cors.private_network {
-            policy.insert("allow_private_network".into(), json!(true));
+            policy.insert(fields::ALLOW_PRIVATE_NETWORK.name.into(), json!(true));
         }
         policy.insert(
-            "unmatched_preflights".into(),
-            json!(if cors.forward_unmatched {
-                "forward"
-            } else {
-                "reject"
-            }),
+            fields::UNMATCHED_PREFLIGHTS.name.into(),
+            json!(
+                fields::UNMATCHED_PREFLIGHTS.option(if cors.forward_unmatched {
+                    UnmatchedPreflights::Forward
+                } else {
+                    UnmatchedPreflights::Reject
+                })
+            ),
         );
         self.repaired(policy, path, &from)
     }
@@ -614,11 +619,11 @@ impl Importer {
     ) -> Option<Value> {
         for _ in 0..64 {
             if policy
-                .get("allow_origin_regexes")
+                .get(fields::ALLOW_ORIGIN_REGEXES.name)
                 .and_then(Value::as_array)
                 .is_some_and(Vec::is_empty)
             {
-                policy.remove("allow_origin_regexes");
+                policy.remove(fields::ALLOW_ORIGIN_REGEXES.name);
             }
             let text = Value::Object(policy.clone()).to_string();
             let errors = match policy::load(&text) {
@@ -630,7 +635,7 @@ impl Importer {
             // that removing one leaves the others' indexes as reported.
             let mut refused: Vec<(&str, usize, Vec<&str>)> = Vec::new();
             for error in &errors {
-                let Some((field, index)) = list_item(&error.path) else {
+                let Some((field, index)) = error.list_item() else {
                     continue;
                 };
                 match refused
@@ -652,10 +657,12 @@ impl Importer {
                 let item = items.remove(index);
                 removed = true;
                 let value = item.as_str().unwrap_or_default().to_owned();
-                let key = match field {
-                    "allow_origin_regexes" => format!("r:{value}"),
-                    "allow_origins" => format!("o:{value}"),
-                    _ => String::new(),
+                let key = if field == fields::ALLOW_ORIGIN_REGEXES.name {
+                    format!("r:{value}")
+                } else if field == fields::ALLOW_ORIGINS.name {
+                    format!("o:{value}")
+                } else {
+                    String::new()
                 };
                 let source = from
                     .get(&key)
@@ -664,11 +671,11 @@ impl Importer {
                 self.warn(source, format!("{}: not imported", messages.join("; ")));
             }
             let no_origin = policy
-                .get("allow_origins")
+                .get(fields::ALLOW_ORIGINS.name)
                 .and_then(Value::as_array)
                 .map_or(true, Vec::is_empty)
                 && policy
-                    .get("allow_origin_regexes")
+                    .get(fields::ALLOW_ORIGIN_REGEXES.name)
                     .and_then(Value::as_array)
                     .map_or(true, Vec::is_empty);
             if no_origin {
@@ -725,13 +732,6 @@ fn envoy_cors_of<'a>(value: &'a Value, path: &str) -> Option<(&'a Value, String)
     value
         .pointer("/route/cors")
         .map(|cors| (cors, format!("{path}.route.cors")))
-}
-
-/// `allow_origins[3]` -> (`allow_origins`, 3).
-fn list_item(path: &str) -> Option<(&str, usize)> {
-    let (field, rest) = path.split_once('[')?;
-    let index = rest.strip_suffix(']')?.parse().ok()?;
-    Some((field, index))
 }
 
 /// The exact origin a prefix match names, when the prefix is a whole serialised origin

@@ -176,7 +176,7 @@ policy_fields! {
     /// Access-Control-Max-Age of successful preflights, in seconds; absent = not sent. Browsers cap it (Chromium 7200, Firefox 86400).
     ///
     /// `Access-Control-Max-Age` on allowed preflights (Chromium caps at 7200)
-    MAX_AGE = "max_age", Kind::Integer { min: 0, max: 86_400, default: None } => max_age: Option<u32>;
+    MAX_AGE = "max_age", Kind::Integer { min: 0, max: MAX_AGE_SECONDS as i64, default: None } => max_age: Option<u32>;
     /// Answer Private Network Access preflights with Access-Control-Allow-Private-Network: true.
     ///
     /// answer Private Network Access preflights
@@ -299,9 +299,24 @@ impl<T: Choice> Scalar for T {
 }
 
 /// A choice field's options as typed values, in the order the declaration lists them.
-pub trait Choice: Copy + 'static {
+pub trait Choice: Copy + PartialEq + 'static {
     /// The values of `Kind::Choice { options }`, option by option (the first is the default).
     const VALUES: &'static [Self];
+}
+
+/// The largest `max_age` a policy takes, in seconds.
+pub const MAX_AGE_SECONDS: u32 = 86_400;
+
+impl Field {
+    /// How a choice value of this field is written in a policy document (`None` if the field is
+    /// no choice of that type).
+    pub fn option<C: Choice>(&self, value: C) -> Option<&'static str> {
+        let Kind::Choice { options } = self.kind else {
+            return None;
+        };
+        let at = C::VALUES.iter().position(|v| *v == value)?;
+        options.get(at).copied()
+    }
 }
 
 impl Choice for super::UnmatchedPreflights {

@@ -62,6 +62,16 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// The list field and index of a problem at an item of a top-level list field
+    /// (`allow_origins[1]`), as the paths of a single-policy document are written.
+    pub fn list_item(&self) -> Option<(&str, usize)> {
+        let (field, rest) = self.path.split_once('[')?;
+        let index = rest.strip_suffix(']')?.parse().ok()?;
+        Some((field, index))
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
