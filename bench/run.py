@@ -701,7 +701,7 @@ def criterion_table(rows: list[dict]) -> list[str]:
     """Criterion medians: the per-request decisions as one row per scenario and a column per
     policy size, every other benchmark as a row of its own."""
     when = max(r["measured"] for r in rows)
-    out = [f"Engine (criterion medians, `cargo bench --bench engine`, native, bench profile = release "
+    out = [f"Engine (criterion medians, `cargo bench -p cors-engine --bench engine`, native, bench profile = release "
            f"profile; measured up to {when}):", "",
            "| benchmark | " + " | ".join(f"{n:,} origins" for n in SIZES) + " |",
            "|---|" + "---|" * len(SIZES)]
@@ -735,7 +735,7 @@ def fmt_ns(ns: float) -> str:
 
 
 def criterion_results() -> list[dict]:
-    """Medians of the last `cargo bench --bench engine` run (target/criterion)."""
+    """Medians of the last `cargo bench -p cors-engine --bench engine` run (target/criterion)."""
     rows = []
     for bench in sorted(glob.glob(str(ROOT / "target/criterion/**/new/benchmark.json"),
                                   recursive=True)):
