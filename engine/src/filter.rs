@@ -82,7 +82,9 @@ impl<C> State<C> {
 pub struct Stream {
     /// What to do to the response, decided on the request.
     plan: Cell<Option<ResponsePlan>>,
-    /// We answered this request ourselves: our reply passes through our own response hook.
+    /// We answered this request ourselves. A proxy-wasm local reply passes through this filter's
+    /// own response hook, which must leave it as sent (Envoy 1.40 does not run the dynamic
+    /// module's response hook for the module's own reply; the flag holds for both).
     replied: Cell<bool>,
 }
 
@@ -213,7 +215,8 @@ impl Stream {
                 Next::Continue
             }
             engine::Action::Reply(reply) => {
-                // Marked before the call: the proxy runs our response hook for our own reply.
+                // Marked before the call, and nothing of the stream is touched after it: the proxy
+                // may run this stream's response hook (or end the stream) before it returns.
                 self.replied.set(true);
                 if host.send_response(&reply) {
                     Next::Stop
