@@ -215,8 +215,8 @@ impl Importer {
             let policy = converted.first().and_then(|(_, p)| p.clone());
             let policy = self.add_policy(&policy_name(&format!("{namespace}-{name}")), policy);
             self.broad_rules.push(json!({
-                "match": { "virtual_service": resource },
-                "policy": policy,
+                (fields::MATCH.name): { (fields::VIRTUAL_SERVICE.name): resource },
+                (fields::POLICY.name): policy,
             }));
             return;
         }
@@ -234,7 +234,7 @@ impl Importer {
             // Istio names the route `<name>.<match name>` for a match with a name.
             let mut routes: Vec<String> = Vec::new();
             let matches = entry
-                .get("match")
+                .get(fields::MATCH.name)
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
@@ -252,8 +252,8 @@ impl Importer {
             }
             for route in routes {
                 self.specific_rules.push(json!({
-                    "match": { "virtual_service": resource, "route": route },
-                    "policy": policy,
+                    (fields::MATCH.name): { (fields::VIRTUAL_SERVICE.name): resource, (fields::ROUTE.name): route },
+                    (fields::POLICY.name): policy,
                 }));
             }
         }
@@ -381,8 +381,8 @@ impl Importer {
                     match (&vhost_policy, route_name) {
                         (Some(policy), Some(route_name)) if unnamed_own => {
                             self.specific_rules.push(json!({
-                                "match": { "virtual_host": vhost_name, "route": route_name },
-                                "policy": policy,
+                                (fields::MATCH.name): { (fields::VIRTUAL_HOST.name): vhost_name, (fields::ROUTE.name): route_name },
+                                (fields::POLICY.name): policy,
                             }));
                         }
                         (Some(_), None) if unnamed_own => self.warn(
@@ -405,15 +405,15 @@ impl Importer {
                 let policy = self.policy(cors, &cors_path);
                 let policy = self.add_policy(&policy_name(route_name), policy);
                 self.specific_rules.push(json!({
-                    "match": { "virtual_host": vhost_name, "route": route_name },
-                    "policy": policy,
+                    (fields::MATCH.name): { (fields::VIRTUAL_HOST.name): vhost_name, (fields::ROUTE.name): route_name },
+                    (fields::POLICY.name): policy,
                 }));
             }
             if let Some(policy) = vhost_policy {
                 if !unnamed_own {
                     self.broad_rules.push(json!({
-                        "match": { "virtual_host": vhost_name },
-                        "policy": policy,
+                        (fields::MATCH.name): { (fields::VIRTUAL_HOST.name): vhost_name },
+                        (fields::POLICY.name): policy,
                     }));
                 }
             }
