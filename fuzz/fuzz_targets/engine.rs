@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use cors_engine::engine::{self, Action, AllowOrigin, HeaderEdit, Request, ResponsePlan, ACAO};
-use cors_engine::policy::{self, Config, Mode};
+use cors_engine::policy::{self, Config, Mode, PolicyId};
 use cors_engine::routing::{self, Reason, RouteFact, RouteFacts, Selection};
 use libfuzzer_sys::fuzz_target;
 
@@ -102,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
                 .policy
                 .map_or(Selection::Untouched, Selection::Policy)
         ),
-        Reason::Default => assert_eq!(choice.selection, Selection::Policy(0)),
+        Reason::Default => assert_eq!(choice.selection, Selection::Policy(PolicyId(0))),
         Reason::Nothing => unreachable!("the document has a default"),
     }
     let selection = choice.selection;
@@ -118,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
         acrpn: acrpn.as_deref(),
     };
     let outcome = engine::decide(config, &selection, &request);
-    let _ = engine::describe(config, &request, &outcome);
+    let _ = engine::describe(config, &selection, &request, &outcome);
     let policy = outcome.policy.and_then(|i| config.policy(i));
     if policy.is_some_and(|p| p.mode == Mode::Report) {
         assert_eq!(

@@ -5,7 +5,7 @@
 #![no_main]
 
 use cors_engine::engine::{self, Action, Request};
-use cors_engine::policy;
+use cors_engine::policy::{self, PolicyId};
 use cors_engine::routing::Selection;
 use libfuzzer_sys::fuzz_target;
 
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
             let config = &loaded.config;
             assert!(loaded.warnings.iter().all(|w| !w.message.is_empty()));
             for index in 0..config.policies.len() {
-                let selection = Selection::Policy(index);
+                let selection = Selection::Policy(PolicyId(index));
                 for origin in ORIGINS {
                     for request in [
                         Request {
@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
                                 &[(b"vary".as_slice(), b"accept".as_slice())],
                             );
                         }
-                        let _ = engine::describe(config, &request, &outcome);
+                        let _ = engine::describe(config, &selection, &request, &outcome);
                     }
                 }
             }
