@@ -24,7 +24,7 @@ const USAGE: &str = "\
 usage:
   cors-policy check FILE
   cors-policy schema [--markdown-table]
-  cors-policy import FILE
+  cors-policy import [--namespace NS] FILE
   cors-policy explain FILE [--origin ORIGIN] [--method METHOD] [--header NAME]...
                       [--preflight] [--private-network]
                       [--route NAME] [--vhost NAME] [--host HOST[:PORT]] [--path PATH]
@@ -39,12 +39,16 @@ check    prints every problem as `path: message` (warnings prefixed `warning: `)
 schema   prints the JSON Schema of the policy document (schema/policy.schema.json is its
          output), generated from the same field declarations as the validation;
          --markdown-table: the field table of docs/policy.md instead.
-import   reads Istio VirtualServices (their http[].corsPolicy) or an Envoy route configuration
-         (CorsPolicy per virtual host or route, in typed_per_filter_config) from a YAML or JSON
-         file and prints an equivalent policy document, with rules keyed on where each came
-         from. What has no exact equivalent is a warning on stderr, with its path and what was
-         imported instead, never allowing more than the input did. Exit 0 = imported, 1 =
-         nothing could be imported, 2 = usage or I/O error.
+import   reads, in any mix, from a YAML (several documents, kind: List) or JSON file:
+         ingress-nginx Ingresses (enable-cors and the cors-* annotations), Gateway API
+         HTTPRoutes with CORS filters, Envoy Gateway SecurityPolicies with cors, Istio
+         VirtualServices (http[].corsPolicy, delegates included) and Envoy route configurations
+         (CorsPolicy per virtual host or route), and prints one equivalent policy document,
+         with rules keyed on where each came from. What has no exact equivalent is a warning on
+         stderr, with its path and what changes for a browser, never allowing more than the
+         input did; then the list of what to remove from the sources. A resource without a
+         namespace is an error unless --namespace NS gives it. Exit 0 = imported, 1 = nothing
+         could be imported, 2 = usage or I/O error.
 explain  prints the policy chosen for the request and why, the filter's decision, and the exact
          status and headers it produces: for a preflight (--preflight; --method is then the
          Access-Control-Request-Method and --header the Access-Control-Request-Headers names)
@@ -297,6 +301,9 @@ fn check(args: &[String], out: &mut String) -> Result<bool, Failure> {
     for document in read_documents(path)? {
         match load(&document, out) {
             Some(config) => {
+                if is_yaml(path) {
+                    delegate_warnings(path, &config, out);
+                }
                 let names: Vec<&str> = config.policies.iter().map(|p| p.name.as_str()).collect();
                 let _ = writeln!(
                     out,
@@ -313,19 +320,63 @@ fn check(args: &[String], out: &mut String) -> Result<bool, Failure> {
     Ok(all_valid)
 }
 
+/// Warns about rules naming a VirtualService of the same file that can only be a delegate.
+fn delegate_warnings(path: &str, config: &Config, out: &mut String) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let rules: Vec<(usize, String, String)> = config
+        .rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rule)| {
+            let vs = rule.virtual_service.as_ref()?;
+            Some((i, vs.namespace.clone(), vs.name.clone()))
+        })
+        .collect();
+    for warning in import::istio::delegate_rule_warnings(&text, &rules) {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // import
 // ------------------------------------------------------------------------------------------------
 
 fn import_command(args: &[String], out: &mut String) -> Result<bool, Failure> {
-    let [path] = args else {
-        return Err(usage_error("import takes exactly one FILE".to_owned()));
+    let (path, namespace) = match args {
+        [path] => (path, None),
+        [flag, namespace, path] | [path, flag, namespace] if flag == "--namespace" => {
+            (path, Some(namespace.as_str()))
+        }
+        _ => {
+            return Err(usage_error(
+                "import takes exactly one FILE (and optionally --namespace NS)".to_owned(),
+            ))
+        }
     };
     let text =
         std::fs::read_to_string(path).map_err(|e| io_error(format!("cannot read {path}: {e}")))?;
-    let imported = import::import(&text).map_err(|e| io_error(format!("{path}: {e}")))?;
+    let imported =
+        import::import(&text, namespace).map_err(|e| io_error(format!("{path}: {e}")))?;
     for warning in &imported.warnings {
         eprintln!("warning: {}: {}", warning.path, warning.message);
+    }
+    for error in &imported.errors {
+        eprintln!("{}: {}", error.path, error.message);
+    }
+    if !imported.errors.is_empty() {
+        eprintln!(
+            "cors-policy: {path}: nothing imported ({})",
+            plural(imported.errors.len(), "error", "errors")
+        );
+        return Ok(false);
+    }
+    if imported.document.is_some() && !imported.remove.is_empty() {
+        eprintln!("remove once the filter serves these routes (else two CORS implementations act on one request):");
+        for item in &imported.remove {
+            eprintln!("  {item}");
+        }
     }
     match imported.document {
         Some(document) => {
