@@ -249,6 +249,13 @@ fn string_list(value: Option<&Value>) -> Option<Vec<String>> {
 }
 
 impl Importer {
+    /// Adds to the list of what to remove (once).
+    fn to_remove(&mut self, item: String) {
+        if !self.remove.contains(&item) {
+            self.remove.push(item);
+        }
+    }
+
     fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.warnings.push(Warning {
             path: path.into(),
@@ -322,7 +329,7 @@ impl Importer {
                 );
                 for (i, entry) in http.iter().enumerate() {
                     if entry.get("corsPolicy").is_some_and(|c| !c.is_null()) {
-                        self.remove.push(format!(
+                        self.to_remove(format!(
                             "VirtualService {resource}: spec.http[{i}].corsPolicy"
                         ));
                     }
@@ -343,7 +350,7 @@ impl Importer {
             .map(|&i| {
                 let (cors, path, remove) = entries[i].cors.clone().unwrap_or_default();
                 let cors = self.istio_cors(&cors, &path);
-                self.remove.push(remove);
+                self.to_remove(remove);
                 (i, self.policy(cors, &path))
             })
             .collect();
@@ -508,6 +515,7 @@ impl Importer {
                 .unwrap_or_default();
             let vhost_policy = envoy_cors_of(vhost, &vhost_path).map(|(cors, cors_path)| {
                 found = true;
+                self.to_remove(cors_path.clone());
                 let cors = self.envoy_cors(cors, &cors_path);
                 let policy = self.policy(cors, &cors_path);
                 self.add_policy(&policy_name(vhost_name), policy)
@@ -538,6 +546,7 @@ impl Importer {
                     continue;
                 };
                 found = true;
+                self.to_remove(cors_path.clone());
                 let Some(route_name) = route_name else {
                     self.warn(
                         route_path,
@@ -564,6 +573,7 @@ impl Importer {
         }
         if found {
             self.sources += 1;
+            self.to_remove(format!("{path}: the envoy.filters.http.cors HTTP filter of this route configuration's listener, once no route needs it"));
         }
     }
 
@@ -643,30 +653,46 @@ impl Importer {
         let mut regexes: Vec<String> = Vec::new();
         // Where each pattern came from, for the warning if the policy refuses it.
         let mut from: BTreeMap<String, String> = BTreeMap::new();
-        let any_path = cors
+        let any_paths: Vec<String> = cors
             .origins
             .iter()
-            .find(|(_, kind, value)| is_any_origin(kind, value))
-            .map(|(p, _, _)| p.clone());
+            .filter(|(_, kind, value)| is_any_origin(kind, value))
+            .map(|(p, _, _)| p.clone())
+            .collect();
+        let listed = cors.origins.len() > any_paths.len();
         let mut credentials = cors.credentials;
-        if let Some(any_path) = &any_path {
-            if credentials {
+        // Any origin with credentials: keep the listed origins' credentials when there are
+        // any, else every origin without credentials.
+        let mut any = !any_paths.is_empty();
+        if any && credentials {
+            let before = cors.any_origin_credentials.clone().unwrap_or_else(|| {
+                "every site could read responses to credentialed requests (cookies, HTTP authentication): the origin was echoed with Access-Control-Allow-Credentials: true".to_owned()
+            });
+            if listed {
+                any = false;
+                for any_path in &any_paths {
+                    self.warn(
+                        any_path.clone(),
+                        format!("any origin with credentials: {before}; not imported: the listed origins keep credentialed access, and a browser now refuses every other origin"),
+                    );
+                }
+            } else {
                 credentials = false;
-                let before = cors.any_origin_credentials.clone().unwrap_or_else(|| {
-                    "every site could read responses to credentialed requests (cookies, HTTP authentication): the origin was echoed with Access-Control-Allow-Credentials: true".to_owned()
-                });
                 self.warn(
-                    cors.credentials_path.clone().unwrap_or_else(|| any_path.clone()),
+                    cors.credentials_path.clone().unwrap_or_else(|| path.to_owned()),
                     format!("any origin with credentials: {before}; imported as any origin without credentials (Access-Control-Allow-Origin: *): a browser still sends uncredentialed requests from any origin, and refuses credentialed ones; list the origins that need credentials instead"),
                 );
             }
         }
         for (origin_path, kind, value) in &cors.origins {
-            if any_path.is_some() {
-                // `*` covers every other pattern.
-                if is_any_origin(kind, value) && !origins.iter().any(|o| o == "*") {
+            if is_any_origin(kind, value) {
+                if any && !origins.iter().any(|o| o == "*") {
                     origins.push("*".to_owned());
                 }
+                continue;
+            }
+            if any {
+                // `*` covers every other pattern.
                 continue;
             }
             match kind.as_str() {

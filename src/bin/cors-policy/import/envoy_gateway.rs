@@ -53,8 +53,7 @@ impl Importer {
         self.sources += 1;
         let here = format!("{} (SecurityPolicy {namespace}/{name})", object.label);
         let path = format!("{here}: spec.cors");
-        self.remove
-            .push(format!("SecurityPolicy {namespace}/{name}: spec.cors"));
+        self.to_remove(format!("SecurityPolicy {namespace}/{name}: spec.cors"));
         let mut imported = self.gateway_cors(cors, &path);
         let age = match cors.get("maxAge") {
             Some(Value::String(age)) => age.clone(),

@@ -177,7 +177,7 @@ impl Importer {
                 continue;
             };
             let path = format!("{here}: spec.rules[{i}].filters[{k}].cors");
-            self.remove.push(format!(
+            self.to_remove(format!(
                 "HTTPRoute {namespace}/{name}: spec.rules[{i}].filters[{k}] (type: CORS)"
             ));
             let mut cors = self.gateway_cors(&filter, &path);

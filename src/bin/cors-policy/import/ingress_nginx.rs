@@ -134,8 +134,14 @@ impl Importer {
             } else {
                 Value::Null
             };
+            let namespace = object
+                .value
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .or(self.namespace.as_deref())
+                .map_or(String::new(), |ns| format!("{ns}/"));
             let label = format!(
-                "{} (Ingress {})",
+                "{} (Ingress {namespace}{})",
                 object.label,
                 object.name().unwrap_or("(unnamed)")
             );
@@ -270,7 +276,7 @@ impl Importer {
         let at = |a: &str| format!("{here}[\"{PREFIX}{a}\"]");
         for a in ANNOTATIONS {
             if annotation(ingress, a).is_some() {
-                self.remove.push(format!(
+                self.to_remove(format!(
                     "Ingress {namespace}/{name}: metadata.annotations[\"{PREFIX}{a}\"]"
                 ));
             }

@@ -147,7 +147,7 @@ pub(crate) fn entries(
                     format!("delegates to VirtualService {delegate_ns}/{delegate_name}, which is not in the input: the corsPolicy of this entry applies to its routes, whose names come from the delegate: not imported (these routes get no CORS handling; import the delegate too)"),
                 );
                 if let Some((_, _, remove)) = own_cors {
-                    importer.remove.push(remove);
+                    importer.to_remove(remove);
                 }
             }
             continue;
@@ -195,9 +195,7 @@ pub(crate) fn entries(
         }
         // The root's corsPolicy is removed too once its routes are served by the filter.
         if let Some((_, _, remove)) = &own_cors {
-            if !importer.remove.contains(remove) {
-                importer.remove.push(remove.clone());
-            }
+            importer.to_remove(remove.clone());
         }
     }
     out
