@@ -219,7 +219,7 @@ impl Importer {
                     }
                     "PathPrefix" => out.push((
                         Some(format!("{value}/")),
-                        warn(format!("PathPrefix {value:?} matches {value} and {value}/…, never {value}more: imported as path_prefix \"{value}/\", since path_prefix {value:?} would also match {value}more; requests for {value} itself get no CORS handling")),
+                        warn(format!("PathPrefix {value:?} matches {value} and {value}/…, never {value}more: imported as path_prefix \"{value}/\", since path_prefix {value:?} would also match {value}more; requests for {value} itself get what a shorter path prefix of the host gives them, or no CORS handling")),
                     )),
                     other => out.push((
                         None,

@@ -108,6 +108,10 @@ impl Importer {
         cors.expose = strings(filter.get("exposeHeaders"));
         cors.credentials = filter.get("allowCredentials").and_then(Value::as_bool) == Some(true);
         cors.credentials_path = Some(format!("{path}.allowCredentials"));
+        cors.notes.push((
+            path.to_owned(),
+            "a preflight that does not match gets 200/204 without CORS headers (or 403) from the gateway; imported as unmatched_preflights: reject, a 403 without CORS headers: the browser refuses both alike".into(),
+        ));
         if cors
             .headers
             .as_ref()

@@ -190,7 +190,7 @@ impl Importer {
                             if enabled {
                                 self.warn(
                                     format!("{at}.pathType"),
-                                    format!("Exact {path:?}: no rule key matches one path alone (path_prefix also matches longer paths): not imported (requests for {path} get no CORS handling)"),
+                                    format!("Exact {path:?}: no rule key matches one path alone (path_prefix also matches longer paths): no rule for it (requests for {path} get what a shorter path prefix of the host gives them, or no CORS handling)"),
                                 );
                             }
                             continue;
@@ -208,7 +208,7 @@ impl Importer {
                             if enabled {
                                 self.warn(
                                     format!("{at}.path"),
-                                    format!("Prefix {path:?} matches {path} and {path}/…, never {path}more: imported as path_prefix \"{path}/\", since path_prefix {path:?} would also match {path}more; requests for {path} itself get no CORS handling"),
+                                    format!("Prefix {path:?} matches {path} and {path}/…, never {path}more: imported as path_prefix \"{path}/\", since path_prefix {path:?} would also match {path}more; requests for {path} itself get what a shorter path prefix of the host gives them, or no CORS handling"),
                                 );
                             }
                             format!("{path}/")
