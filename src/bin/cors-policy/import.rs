@@ -64,6 +64,14 @@ impl Object {
     pub fn name(&self) -> Option<&str> {
         self.value.pointer("/metadata/name").and_then(Value::as_str)
     }
+
+    /// Its namespace as the input gives it, else `fallback` (`--namespace`).
+    pub fn namespace_or<'a>(&'a self, fallback: Option<&'a str>) -> Option<&'a str> {
+        self.value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .or(fallback)
+    }
 }
 
 #[derive(Default)]
@@ -250,7 +258,7 @@ fn string_list(value: Option<&Value>) -> Option<Vec<String>> {
 
 impl Importer {
     /// Adds to the list of what to remove (once).
-    fn to_remove(&mut self, item: String) {
+    fn note_removal(&mut self, item: String) {
         if !self.remove.contains(&item) {
             self.remove.push(item);
         }
@@ -270,15 +278,8 @@ impl Importer {
     /// The namespace of a resource: its own, else `--namespace`; without either an error (never a
     /// guess: the namespace is part of every key a rule matches on).
     pub(crate) fn namespace_of(&mut self, object: &Object) -> Option<String> {
-        if let Some(namespace) = object
-            .value
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-        {
+        if let Some(namespace) = object.namespace_or(self.namespace.as_deref()) {
             return Some(namespace.to_owned());
-        }
-        if let Some(namespace) = &self.namespace {
-            return Some(namespace.clone());
         }
         self.errors.push(Warning {
             path: format!(
@@ -329,7 +330,7 @@ impl Importer {
                 );
                 for (i, entry) in http.iter().enumerate() {
                     if entry.get("corsPolicy").is_some_and(|c| !c.is_null()) {
-                        self.to_remove(format!(
+                        self.note_removal(format!(
                             "VirtualService {resource}: spec.http[{i}].corsPolicy"
                         ));
                     }
@@ -350,7 +351,7 @@ impl Importer {
             .map(|&i| {
                 let (cors, path, remove) = entries[i].cors.clone().unwrap_or_default();
                 let cors = self.istio_cors(&cors, &path);
-                self.to_remove(remove);
+                self.note_removal(remove);
                 (i, self.policy(cors, &path))
             })
             .collect();
@@ -515,7 +516,7 @@ impl Importer {
                 .unwrap_or_default();
             let vhost_policy = envoy_cors_of(vhost, &vhost_path).map(|(cors, cors_path)| {
                 found = true;
-                self.to_remove(cors_path.clone());
+                self.note_removal(cors_path.clone());
                 let cors = self.envoy_cors(cors, &cors_path);
                 let policy = self.policy(cors, &cors_path);
                 self.add_policy(&policy_name(vhost_name), policy)
@@ -546,7 +547,7 @@ impl Importer {
                     continue;
                 };
                 found = true;
-                self.to_remove(cors_path.clone());
+                self.note_removal(cors_path.clone());
                 let Some(route_name) = route_name else {
                     self.warn(
                         route_path,
@@ -573,7 +574,7 @@ impl Importer {
         }
         if found {
             self.sources += 1;
-            self.to_remove(format!("{path}: the envoy.filters.http.cors HTTP filter of this route configuration's listener, once no route needs it"));
+            self.note_removal(format!("{path}: the envoy.filters.http.cors HTTP filter of this route configuration's listener, once no route needs it"));
         }
     }
 

@@ -18,15 +18,6 @@ use serde_json::{json, Map, Value};
 
 use super::{policy_name, Importer, Object};
 
-/// The namespace of an object as the input gives it (or `--namespace`).
-fn namespace_of<'a>(object: &'a Object, fallback: Option<&'a str>) -> Option<&'a str> {
-    object
-        .value
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .or(fallback)
-}
-
 /// The hostnames of an HTTPRoute, lower case (none: every host).
 fn hostnames(route: &Value) -> Vec<String> {
     route
@@ -53,7 +44,7 @@ impl Importer {
         self.sources += 1;
         let here = format!("{} (SecurityPolicy {namespace}/{name})", object.label);
         let path = format!("{here}: spec.cors");
-        self.to_remove(format!("SecurityPolicy {namespace}/{name}: spec.cors"));
+        self.note_removal(format!("SecurityPolicy {namespace}/{name}: spec.cors"));
         let mut imported = self.gateway_cors(cors, &path);
         let age = match cors.get("maxAge") {
             Some(Value::String(age)) => age.clone(),
@@ -92,7 +83,7 @@ impl Importer {
             let found = all.iter().find(|o| {
                 o.kind() == kind
                     && o.name() == Some(target_name)
-                    && namespace_of(o, self.namespace.as_deref()) == Some(namespace.as_str())
+                    && o.namespace_or(self.namespace.as_deref()) == Some(namespace.as_str())
             });
             match (kind, found) {
                 ("HTTPRoute", Some(route)) => self.targeted_route(&at, route, all, &policy),
@@ -162,7 +153,7 @@ impl Importer {
             }
         }
         for (host, mut list) in by_host {
-            list.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            list.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
             for (prefix, policy) in list {
                 let mut matched = Map::new();
                 if let Some(host) = &host {

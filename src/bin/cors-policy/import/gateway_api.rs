@@ -181,7 +181,7 @@ impl Importer {
                 continue;
             };
             let path = format!("{here}: spec.rules[{i}].filters[{k}].cors");
-            self.to_remove(format!(
+            self.note_removal(format!(
                 "HTTPRoute {namespace}/{name}: spec.rules[{i}].filters[{k}] (type: CORS)"
             ));
             let mut cors = self.gateway_cors(&filter, &path);

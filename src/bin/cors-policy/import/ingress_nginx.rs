@@ -135,10 +135,7 @@ impl Importer {
                 Value::Null
             };
             let namespace = object
-                .value
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .or(self.namespace.as_deref())
+                .namespace_or(self.namespace.as_deref())
                 .map_or(String::new(), |ns| format!("{ns}/"));
             let label = format!(
                 "{} (Ingress {namespace}{})",
@@ -245,7 +242,7 @@ impl Importer {
         let mut rules = Vec::new();
         let groups = by_host.into_iter().chain(std::iter::once((None, hostless)));
         for (host, mut group) in groups {
-            group.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+            group.sort_by_key(|l| std::cmp::Reverse(l.path.len()));
             for location in &group {
                 let mut matched = serde_json::Map::new();
                 if let Some(host) = &host {
@@ -276,7 +273,7 @@ impl Importer {
         let at = |a: &str| format!("{here}[\"{PREFIX}{a}\"]");
         for a in ANNOTATIONS {
             if annotation(ingress, a).is_some() {
-                self.to_remove(format!(
+                self.note_removal(format!(
                     "Ingress {namespace}/{name}: metadata.annotations[\"{PREFIX}{a}\"]"
                 ));
             }

@@ -43,14 +43,6 @@ fn delegate_target(entry: &Value, root_namespace: &str) -> Option<(String, Strin
     Some((namespace.to_owned(), name.to_owned()))
 }
 
-fn namespace_or<'a>(object: &'a Object, fallback: Option<&'a str>) -> Option<&'a str> {
-    object
-        .value
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .or(fallback)
-}
-
 /// The root VirtualServices (and the index of their entry) that delegate to `namespace/name`.
 fn roots<'a>(
     all: &'a [Object],
@@ -60,7 +52,7 @@ fn roots<'a>(
 ) -> Vec<(&'a Object, usize)> {
     let mut found = Vec::new();
     for object in all.iter().filter(|o| o.kind() == "VirtualService") {
-        let Some(root_namespace) = namespace_or(object, fallback) else {
+        let Some(root_namespace) = object.namespace_or(fallback) else {
             continue;
         };
         let http = object.value.pointer("/spec/http").and_then(Value::as_array);
@@ -138,7 +130,7 @@ pub(crate) fn entries(
         let delegate = all.iter().find(|o| {
             o.kind() == "VirtualService"
                 && o.name() == Some(delegate_name.as_str())
-                && namespace_or(o, importer.namespace.as_deref()) == Some(delegate_ns.as_str())
+                && o.namespace_or(importer.namespace.as_deref()) == Some(delegate_ns.as_str())
         });
         let Some(delegate) = delegate else {
             if own_cors.is_some() {
@@ -147,7 +139,7 @@ pub(crate) fn entries(
                     format!("delegates to VirtualService {delegate_ns}/{delegate_name}, which is not in the input: the corsPolicy of this entry applies to its routes, whose names come from the delegate: not imported (these routes get no CORS handling; import the delegate too)"),
                 );
                 if let Some((_, _, remove)) = own_cors {
-                    importer.to_remove(remove);
+                    importer.note_removal(remove);
                 }
             }
             continue;
@@ -195,7 +187,7 @@ pub(crate) fn entries(
         }
         // The root's corsPolicy is removed too once its routes are served by the filter.
         if let Some((_, _, remove)) = &own_cors {
-            importer.to_remove(remove.clone());
+            importer.note_removal(remove.clone());
         }
     }
     out
@@ -213,7 +205,7 @@ pub fn delegate_rule_warnings(text: &str, rules: &[(usize, String, String)]) -> 
         let is_delegate_here = objects.iter().any(|o| {
             o.kind() == "VirtualService"
                 && o.name() == Some(name.as_str())
-                && namespace_or(o, None) == Some(namespace.as_str())
+                && o.namespace_or(None) == Some(namespace.as_str())
                 && is_delegate(&o.value)
         });
         if !is_delegate_here {
@@ -222,7 +214,7 @@ pub fn delegate_rule_warnings(text: &str, rules: &[(usize, String, String)]) -> 
         let root_names: Vec<String> = roots(&objects, namespace, name, None)
             .iter()
             .filter_map(|(root, i)| {
-                let ns = namespace_or(root, None)?;
+                let ns = root.namespace_or(None)?;
                 let entry = root.value.pointer(&format!("/spec/http/{i}/name"));
                 Some(match entry.and_then(Value::as_str) {
                     Some(route) => format!(
