@@ -157,6 +157,23 @@ pub fn import(text: &str, namespace: Option<&str>) -> Result<Imported, String> {
     })
 }
 
+/// The `unmatched_preflights` option for forwarding or rejecting, as the policy declares it.
+fn unmatched_preflights(forward: bool) -> &'static str {
+    use fields::Choice as _;
+    let wanted = if forward {
+        policy::UnmatchedPreflights::Forward
+    } else {
+        policy::UnmatchedPreflights::Reject
+    };
+    let index = policy::UnmatchedPreflights::VALUES
+        .iter()
+        .position(|v| *v == wanted);
+    match (fields::UNMATCHED_PREFLIGHTS.kind, index) {
+        (fields::Kind::Choice { options }, Some(i)) => options.get(i).copied().unwrap_or_default(),
+        _ => "",
+    }
+}
+
 /// The largest `max_age` a policy takes.
 pub(crate) fn max_age_cap() -> f64 {
     match fields::MAX_AGE.kind {
@@ -751,19 +768,19 @@ impl Importer {
             return None;
         }
         let mut policy = Map::new();
-        policy.insert("allow_origins".into(), json!(origins));
+        policy.insert(fields::ALLOW_ORIGINS.name.into(), json!(origins));
         if !regexes.is_empty() {
-            policy.insert("allow_origin_regexes".into(), json!(regexes));
+            policy.insert(fields::ALLOW_ORIGIN_REGEXES.name.into(), json!(regexes));
         }
         if let Some(methods) = cors.methods {
-            policy.insert("allow_methods".into(), json!(methods));
+            policy.insert(fields::ALLOW_METHODS.name.into(), json!(methods));
         }
         if let Some(headers) = cors.headers {
             let lower: Vec<String> = headers.iter().map(|h| h.to_ascii_lowercase()).collect();
-            policy.insert("allow_headers".into(), json!(lower));
+            policy.insert(fields::ALLOW_HEADERS.name.into(), json!(lower));
         }
         if let Some(expose) = cors.expose {
-            policy.insert("expose_headers".into(), json!(expose));
+            policy.insert(fields::EXPOSE_HEADERS.name.into(), json!(expose));
         }
         if let Some((age_path, age)) = &cors.max_age {
             match duration_seconds(age) {
@@ -782,7 +799,7 @@ impl Importer {
                             format!("{age:?}: imported as {capped} seconds (whole seconds, at most {cap}){browser}"),
                         );
                     }
-                    policy.insert("max_age".into(), json!(capped as u64));
+                    policy.insert(fields::MAX_AGE.name.into(), json!(capped as u64));
                 }
                 None => self.warn(
                     age_path.clone(),
@@ -791,18 +808,14 @@ impl Importer {
             }
         }
         if credentials {
-            policy.insert("allow_credentials".into(), json!(true));
+            policy.insert(fields::ALLOW_CREDENTIALS.name.into(), json!(true));
         }
         if cors.private_network {
-            policy.insert("allow_private_network".into(), json!(true));
+            policy.insert(fields::ALLOW_PRIVATE_NETWORK.name.into(), json!(true));
         }
         policy.insert(
-            "unmatched_preflights".into(),
-            json!(if cors.forward_unmatched {
-                "forward"
-            } else {
-                "reject"
-            }),
+            fields::UNMATCHED_PREFLIGHTS.name.into(),
+            json!(unmatched_preflights(cors.forward_unmatched)),
         );
         self.repaired(policy, path, &from)
     }
@@ -817,11 +830,11 @@ impl Importer {
     ) -> Option<Value> {
         for _ in 0..64 {
             if policy
-                .get("allow_origin_regexes")
+                .get(fields::ALLOW_ORIGIN_REGEXES.name)
                 .and_then(Value::as_array)
                 .is_some_and(Vec::is_empty)
             {
-                policy.remove("allow_origin_regexes");
+                policy.remove(fields::ALLOW_ORIGIN_REGEXES.name);
             }
             let text = Value::Object(policy.clone()).to_string();
             let errors = match policy::load(&text) {
@@ -855,10 +868,12 @@ impl Importer {
                 let item = items.remove(index);
                 removed = true;
                 let value = item.as_str().unwrap_or_default().to_owned();
-                let key = match field {
-                    "allow_origin_regexes" => format!("r:{value}"),
-                    "allow_origins" => format!("o:{value}"),
-                    _ => String::new(),
+                let key = if field == fields::ALLOW_ORIGIN_REGEXES.name {
+                    format!("r:{value}")
+                } else if field == fields::ALLOW_ORIGINS.name {
+                    format!("o:{value}")
+                } else {
+                    String::new()
                 };
                 let source = from
                     .get(&key)
@@ -867,11 +882,11 @@ impl Importer {
                 self.warn(source, format!("{}: not imported", messages.join("; ")));
             }
             let no_origin = policy
-                .get("allow_origins")
+                .get(fields::ALLOW_ORIGINS.name)
                 .and_then(Value::as_array)
                 .map_or(true, Vec::is_empty)
                 && policy
-                    .get("allow_origin_regexes")
+                    .get(fields::ALLOW_ORIGIN_REGEXES.name)
                     .and_then(Value::as_array)
                     .map_or(true, Vec::is_empty);
             if no_origin {
