@@ -684,3 +684,32 @@ fn every_source_in_one_file_gives_one_document() {
         Some("policy: gateway-conformance-infra-cors-wildcards")
     );
 }
+
+/// An `http` entry without a name whose match has a `name`: Istio names the route
+/// `.<match name>`, which is what the rule selects.
+#[test]
+fn an_unnamed_entry_with_a_named_match_is_keyed_dot_match_name() {
+    let dir = std::env::temp_dir().join(format!("cors-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let file = dir.join("dot-match.yaml");
+    std::fs::write(
+        &file,
+        "kind: VirtualService\nmetadata: { name: web, namespace: shop }\nspec:\n  hosts: [web]\n  http:\n  - match: [{ name: api, uri: { prefix: /api/ } }]\n    corsPolicy: { allowOrigins: [{ exact: \"https://a.example\" }], unmatchedPreflights: IGNORE }\n  - name: rest\n    corsPolicy: { allowOrigins: [{ exact: \"https://b.example\" }], unmatchedPreflights: IGNORE }\n",
+    )
+    .expect("write");
+    let (policy, _) = import("dot-match", &[&file.to_string_lossy()]);
+    let vs = ["--virtual-service", "shop/web", "--route"];
+    let at = |route: &str| {
+        let mut args = vs.to_vec();
+        args.push(route);
+        chosen(&policy, &args)
+    };
+    assert_eq!(
+        at(".api"),
+        "policy: shop-web-api (rules[0] {route=\".api\", virtual_service=\"shop/web\"} matched)"
+    );
+    assert_eq!(
+        at("rest"),
+        "policy: shop-web-rest (rules[1] {route=\"rest\", virtual_service=\"shop/web\"} matched)"
+    );
+}

@@ -386,15 +386,25 @@ impl Importer {
         }
         for (i, policy) in converted {
             let entry = &entries[i];
-            let Some(route) = entry.name.as_deref() else {
+            // An unnamed entry whose every match has a name: Istio names its routes
+            // `.<match name>` (the empty entry name, a dot, the match name).
+            let named_matches =
+                !entry.match_names.is_empty() && entry.match_names.iter().all(Option::is_some);
+            let Some(route) = entry.name.as_deref().or(named_matches.then_some("")) else {
                 self.warn(
                     entry.path.clone(),
                     "an http entry without a name shares its routes' names with the VirtualService's other entries, which have another CORS policy: not imported (its routes get no CORS handling; give the entry a name and import again)",
                 );
                 continue;
             };
+            let first_match = entry.match_names.iter().flatten().next();
+            let label = if route.is_empty() {
+                first_match.map_or("", String::as_str)
+            } else {
+                route
+            };
             let policy =
-                self.add_policy(&policy_name(&format!("{namespace}-{name}-{route}")), policy);
+                self.add_policy(&policy_name(&format!("{namespace}-{name}-{label}")), policy);
             // Istio names the route `<name>.<match name>` for a match with a name.
             let mut routes: Vec<String> = Vec::new();
             if entry.match_names.is_empty() {
