@@ -713,3 +713,63 @@ fn an_unnamed_entry_with_a_named_match_is_keyed_dot_match_name() {
         "policy: shop-web-rest (rules[1] {route=\"rest\", virtual_service=\"shop/web\"} matched)"
     );
 }
+
+/// The CORS task's HTTPCORSFilter variant, imported for Envoy Gateway (`--proxy envoy-gateway`):
+/// keyed on the HTTPRoute's hostnames and paths, the answers the task shows.
+#[test]
+fn envoy_gateway_cors_task_httpcorsfilter_on_envoy_gateway() {
+    let (policy, _) = import(
+        "envoy-gateway-filter",
+        &[
+            "--proxy",
+            "envoy-gateway",
+            "examples/import/envoy-gateway-httproute-filter.yaml",
+        ],
+    );
+    let preflight = |host: &str, origin: &str| {
+        answer(
+            &policy,
+            &[
+                "--host",
+                host,
+                "--path",
+                "/",
+                "--origin",
+                origin,
+                "--preflight",
+                "--method",
+                "GET",
+            ],
+        )
+    };
+    // maxAge: the API's default, 5, which the API server writes into the object (`kubectl get`
+    // prints it); the task shows 86400, Envoy Gateway's own default for a SecurityPolicy. Only
+    // how long a browser caches the preflight differs, never whether it is allowed.
+    assert_eq!(
+        preflight("www.example.com", "http://www.foo.com"),
+        lines(&[
+            REPLY_204,
+            "  access-control-allow-origin: http://www.foo.com",
+            "  access-control-allow-methods: GET, POST",
+            "  access-control-max-age: 5",
+            PREFLIGHT_VARY,
+        ])
+    );
+    assert_eq!(
+        preflight("www.example.com", "http://www.bar.com"),
+        lines(&[REPLY_403, PREFLIGHT_VARY])
+    );
+    assert_eq!(
+        chosen(&policy, &["--host", "other.example.com", "--path", "/"]),
+        "policy: none, no CORS handling (no route metadata, no rule matched, no default)"
+    );
+    // Without --proxy, the rule is Istio's route name, which Envoy Gateway's routes never carry.
+    let (istio, _) = import(
+        "envoy-gateway-filter-istio",
+        &["examples/import/envoy-gateway-httproute-filter.yaml"],
+    );
+    assert_eq!(
+        chosen(&istio, &["--host", "www.example.com", "--path", "/"]),
+        "policy: none, no CORS handling (no route metadata, no rule matched, no default)"
+    );
+}

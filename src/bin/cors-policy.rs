@@ -24,7 +24,7 @@ const USAGE: &str = "\
 usage:
   cors-policy check FILE
   cors-policy schema [--markdown-table]
-  cors-policy import [--namespace NS] FILE
+  cors-policy import [--namespace NS] [--proxy istio|envoy-gateway] FILE
   cors-policy explain FILE [--origin ORIGIN] [--method METHOD] [--header NAME]...
                       [--preflight] [--private-network]
                       [--route NAME] [--vhost NAME] [--host HOST[:PORT]] [--path PATH]
@@ -47,8 +47,10 @@ import   reads, in any mix, from a YAML (several documents, kind: List) or JSON 
          with rules keyed on where each came from. What has no exact equivalent is a warning on
          stderr, with its path and what changes for a browser, never allowing more than the
          input did; then the list of what to remove from the sources. A resource without a
-         namespace is an error unless --namespace NS gives it. Exit 0 = imported, 1 = nothing
-         could be imported, 2 = usage or I/O error.
+         namespace is an error unless --namespace NS gives it. --proxy is where the filter will
+         run: istio (the default) keys HTTPRoute CORS filters on the route names Istio gives
+         their rules, envoy-gateway on the HTTPRoute's hostnames and path prefixes. Exit 0 =
+         imported, 1 = nothing could be imported, 2 = usage or I/O error.
 explain  prints the policy chosen for the request and why, the filter's decision, and the exact
          status and headers it produces: for a preflight (--preflight; --method is then the
          Access-Control-Request-Method and --header the Access-Control-Request-Headers names)
@@ -345,21 +347,47 @@ fn delegate_warnings(path: &str, config: &Config, out: &mut String) {
 // ------------------------------------------------------------------------------------------------
 
 fn import_command(args: &[String], out: &mut String) -> Result<bool, Failure> {
-    let (path, namespace) = match args {
-        [path] => (path, None),
-        [flag, namespace, path] | [path, flag, namespace] if flag == "--namespace" => {
-            (path, Some(namespace.as_str()))
+    let mut path = None;
+    let mut namespace = None;
+    let mut proxy = import::Proxy::Istio;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--namespace" => {
+                let value = rest
+                    .next()
+                    .ok_or_else(|| usage_error("--namespace needs a value".to_owned()))?;
+                namespace = Some(value.as_str());
+            }
+            "--proxy" => {
+                proxy = match rest.next().map(String::as_str) {
+                    Some("istio") => import::Proxy::Istio,
+                    Some("envoy-gateway") => import::Proxy::EnvoyGateway,
+                    other => {
+                        return Err(usage_error(format!(
+                            "--proxy {}: expected istio or envoy-gateway",
+                            other.unwrap_or("(nothing)")
+                        )))
+                    }
+                };
+            }
+            flag if flag.starts_with("--") => {
+                return Err(usage_error(format!("unknown option {flag}")));
+            }
+            file => {
+                if path.replace(file).is_some() {
+                    return Err(usage_error("import takes exactly one FILE".to_owned()));
+                }
+            }
         }
-        _ => {
-            return Err(usage_error(
-                "import takes exactly one FILE (and optionally --namespace NS)".to_owned(),
-            ))
-        }
+    }
+    let Some(path) = path else {
+        return Err(usage_error("import takes exactly one FILE".to_owned()));
     };
     let text =
         std::fs::read_to_string(path).map_err(|e| io_error(format!("cannot read {path}: {e}")))?;
     let imported =
-        import::import(&text, namespace).map_err(|e| io_error(format!("{path}: {e}")))?;
+        import::import(&text, namespace, proxy).map_err(|e| io_error(format!("{path}: {e}")))?;
     for warning in &imported.warnings {
         eprintln!("warning: {}: {}", warning.path, warning.message);
     }

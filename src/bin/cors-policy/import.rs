@@ -86,6 +86,18 @@ pub(crate) struct Importer {
     sources: usize,
     /// `--namespace`: the namespace of resources that have none.
     namespace: Option<String>,
+    /// `--proxy envoy-gateway`: key HTTPRoute CORS filters on hosts and paths, not on the route
+    /// names Istio gives them.
+    host_path_keys: bool,
+}
+
+/// The proxy that will run the filter, where the sources' keys depend on it (`--proxy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proxy {
+    /// Istio (gateways, sidecars, waypoints): route names as Istio generates them.
+    Istio,
+    /// Envoy Gateway (or any proxy): HTTPRoutes by their hostnames and path prefixes.
+    EnvoyGateway,
 }
 
 /// The objects of a (multi-document) YAML or JSON text, `kind: List` items one by one. `Err` is a
@@ -111,19 +123,20 @@ pub(crate) fn objects(text: &str) -> Result<Vec<Object>, String> {
 }
 
 /// Imports every source of a (multi-document) YAML or JSON text. `namespace` stands for the
-/// namespace of resources that have none (`--namespace`); without it they are errors. `Err` is a
-/// text that cannot be read at all.
-pub fn import(text: &str, namespace: Option<&str>) -> Result<Imported, String> {
+/// namespace of resources that have none (`--namespace`); without it they are errors. `proxy` is
+/// where the filter will run (`--proxy`). `Err` is a text that cannot be read at all.
+pub fn import(text: &str, namespace: Option<&str>, proxy: Proxy) -> Result<Imported, String> {
     let objects = objects(text)?;
     let mut importer = Importer {
         namespace: namespace.map(str::to_owned),
+        host_path_keys: proxy == Proxy::EnvoyGateway,
         ..Importer::default()
     };
     for object in &objects {
         match object.kind() {
             "VirtualService" => importer.virtual_service(object, &objects),
             "Ingress" => {}
-            "HTTPRoute" => importer.http_route(object),
+            "HTTPRoute" => importer.http_route(object, &objects),
             "SecurityPolicy" => importer.security_policy(object, &objects),
             _ => importer.envoy(&object.value, &object.label, ""),
         }

@@ -102,6 +102,18 @@ impl Importer {
 
     /// Rules for the requests of one HTTPRoute: its hostnames and path prefixes.
     fn targeted_route(&mut self, at: &str, route: &Object, all: &[Object], policy: &Value) {
+        self.host_path_rules(at, route, all, &|_| Some(policy.clone()));
+    }
+
+    /// Rules for the requests of one HTTPRoute by its hostnames and path prefixes, each rule of
+    /// it with the policy `policy_of(rule index)` (`None`: the rule is not selected).
+    pub(crate) fn host_path_rules(
+        &mut self,
+        at: &str,
+        route: &Object,
+        all: &[Object],
+        policy_of: &dyn Fn(usize) -> Option<Value>,
+    ) {
         let hosts = hostnames(&route.value);
         let mut prefixes: Vec<(Option<String>, String, Value)> = Vec::new();
         let route_label = format!(
@@ -109,7 +121,10 @@ impl Importer {
             route.label,
             route.name().unwrap_or("(unnamed)")
         );
-        for (prefix, warning) in self.route_prefixes(&route.value, &route_label) {
+        for (i, prefix, warning) in self.route_prefixes(&route.value, &route_label) {
+            let Some(policy) = policy_of(i) else {
+                continue;
+            };
             if let Some((path, message)) = warning {
                 self.warn(path, message);
             }
@@ -136,7 +151,7 @@ impl Importer {
                 .into_iter()
                 .filter(|h| hosts_or_any(&other_hosts).contains(h))
                 .collect();
-            for (prefix, _) in self.route_prefixes(&other.value, "") {
+            for (_, prefix, _) in self.route_prefixes(&other.value, "") {
                 for host in &shared {
                     if let Some(prefix) = &prefix {
                         prefixes.push((host.clone(), prefix.clone(), Value::Null));
@@ -166,14 +181,15 @@ impl Importer {
         }
     }
 
-    /// Each match of an HTTPRoute as a path prefix a rule can use (`None` when there is none),
-    /// with the warning that goes with it (only given when `label` is not empty).
+    /// Each match of an HTTPRoute as its rule's index and a path prefix a rule can use (`None`
+    /// when there is none), with the warning that goes with it (only given when `label` is not
+    /// empty).
     #[allow(clippy::type_complexity)]
     fn route_prefixes(
         &self,
         route: &Value,
         label: &str,
-    ) -> Vec<(Option<String>, Option<(String, String)>)> {
+    ) -> Vec<(usize, Option<String>, Option<(String, String)>)> {
         let mut out = Vec::new();
         let rules = route
             .pointer("/spec/rules")
@@ -201,18 +217,20 @@ impl Importer {
                     .iter()
                     .any(|k| m.get(*k).is_some())
                 {
-                    out.push((None, warn("matches on headers, query parameters or method, which no rule key can: not imported for this match (its requests get no CORS handling)".to_owned())));
+                    out.push((i, None, warn("matches on headers, query parameters or method, which no rule key can: not imported for this match (its requests get no CORS handling)".to_owned())));
                     continue;
                 }
                 match kind {
                     "PathPrefix" if value == "/" || value.ends_with('/') => {
-                        out.push((Some(value.to_owned()), None));
+                        out.push((i, Some(value.to_owned()), None));
                     }
                     "PathPrefix" => out.push((
+                        i,
                         Some(format!("{value}/")),
                         warn(format!("PathPrefix {value:?} matches {value} and {value}/…, never {value}more: imported as path_prefix \"{value}/\", since path_prefix {value:?} would also match {value}more; requests for {value} itself get what a shorter path prefix of the host gives them, or no CORS handling")),
                     )),
                     other => out.push((
+                        i,
                         None,
                         warn(format!("{other} {value:?}: no rule key matches it: not imported for this match (its requests get no CORS handling)")),
                     )),

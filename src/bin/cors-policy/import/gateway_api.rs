@@ -131,8 +131,9 @@ impl Importer {
         cors
     }
 
-    /// An HTTPRoute: one rule per route rule with a `CORS` filter.
-    pub(crate) fn http_route(&mut self, object: &Object) {
+    /// An HTTPRoute: one rule per route rule with a `CORS` filter, keyed on Istio's route names,
+    /// or (`--proxy envoy-gateway`) on the HTTPRoute's hostnames and path prefixes.
+    pub(crate) fn http_route(&mut self, object: &Object, all: &[Object]) {
         let route = &object.value;
         let rules = route
             .pointer("/spec/rules")
@@ -190,6 +191,19 @@ impl Importer {
             let policy = self.policy(cors, &path);
             let rule_name = rule.get("name").and_then(Value::as_str).map(str::to_owned);
             converted.push((i, rule_name, policy));
+        }
+        if self.host_path_keys {
+            let mut by_rule: Vec<Option<Value>> = vec![Some(Value::Null); rules.len()];
+            for (i, rule_name, policy) in converted {
+                let label = rule_name.unwrap_or_else(|| i.to_string());
+                let name = policy_name(&format!("{namespace}-{name}-{label}"));
+                if let Some(slot) = by_rule.get_mut(i) {
+                    *slot = Some(self.add_policy(&name, policy));
+                }
+            }
+            let at = format!("{here}: spec.rules");
+            self.host_path_rules(&at, object, all, &|i| by_rule.get(i).cloned().flatten());
+            return;
         }
         let all_unnamed_same = converted.len() == rules.len()
             && converted.iter().all(|(_, n, _)| n.is_none())
