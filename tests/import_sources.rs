@@ -9,10 +9,17 @@ use std::process::Command;
 
 const CLI: &str = env!("CARGO_BIN_EXE_cors-policy");
 
+/// The repository root (the CLI crate is `cli/`).
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+}
+
 /// `(exit code, stdout, stderr)` of the CLI run from the repository root.
 fn cli(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(CLI)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(root())
         .args(args)
         .output()
         .expect("run cors-policy");
@@ -519,7 +526,8 @@ fn envoy_gateway_targets_that_are_not_in_the_input_are_said_so() {
     let dir = std::env::temp_dir().join(format!("cors-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let file = dir.join("eg-alone.yaml");
-    let text = std::fs::read_to_string("examples/import/envoy-gateway.yaml").expect("example");
+    let text = std::fs::read_to_string(root().join("examples/import/envoy-gateway.yaml"))
+        .expect("example");
     let alone = text.split("\n---\n").next().expect("the SecurityPolicy");
     std::fs::write(&file, alone).expect("write");
     let (code, out, err) = cli(&["import", &file.to_string_lossy()]);
@@ -575,7 +583,8 @@ fn istio_delegates_are_keyed_on_their_root() {
     );
 
     // Without its root, a delegate's routes cannot be selected: said, not guessed.
-    let text = std::fs::read_to_string("examples/import/delegates.yaml").expect("example");
+    let text =
+        std::fs::read_to_string(root().join("examples/import/delegates.yaml")).expect("example");
     let delegate_only = text.split("\n---\n").nth(1).expect("the delegate");
     let dir = std::env::temp_dir().join(format!("cors-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
@@ -593,7 +602,8 @@ fn check_warns_about_a_rule_naming_a_delegate() {
     let dir = std::env::temp_dir().join(format!("cors-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let file = dir.join("wasmplugin-with-delegate.yaml");
-    let vs = std::fs::read_to_string("examples/import/delegates.yaml").expect("example");
+    let vs =
+        std::fs::read_to_string(root().join("examples/import/delegates.yaml")).expect("example");
     let plugin = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: { name: cors, namespace: istio-system }\nspec:\n  pluginConfig:\n    policies:\n      catalog: { allow_origins: [\"https://partner.example\"] }\n    rules:\n    - match: { virtual_service: catalog/catalog }\n      policy: catalog\n    - match: { virtual_service: istio-system/shop, route: catalog-items }\n      policy: catalog\n";
     std::fs::write(&file, format!("{vs}\n---\n{plugin}")).expect("write");
     let (code, out, _) = cli(&["check", &file.to_string_lossy()]);
@@ -625,7 +635,7 @@ fn every_source_in_one_file_gives_one_document() {
     ];
     let text: Vec<String> = files
         .iter()
-        .map(|f| std::fs::read_to_string(f).expect("example"))
+        .map(|f| std::fs::read_to_string(root().join(f)).expect("example"))
         .collect();
     let dir = std::env::temp_dir().join(format!("cors-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use cors_proxy_wasm::policy::fields;
+use cors_engine::policy::fields;
 use serde_json::{json, Value};
 
 use super::{policy_name, split_list, Cors, Importer, Object};

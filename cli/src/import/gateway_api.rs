@@ -17,7 +17,7 @@
 //! `pilot/pkg/config/kube/gateway/conversion.go`): the rule's `name`, or
 //! `<namespace>.<name>.<rule index>` for a rule without one.
 
-use cors_proxy_wasm::policy::fields;
+use cors_engine::policy::fields;
 use serde_json::{json, Value};
 
 use super::{policy_name, Cors, Importer, Object};

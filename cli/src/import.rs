@@ -14,18 +14,14 @@
 //! be told apart is not imported (those routes keep no CORS handling). Every source object and
 //! field that would go on acting on the same requests is listed in [`Imported::remove`].
 
-#[path = "import/envoy_gateway.rs"]
 mod envoy_gateway;
-#[path = "import/gateway_api.rs"]
 mod gateway_api;
-#[path = "import/ingress_nginx.rs"]
 mod ingress_nginx;
-#[path = "import/istio.rs"]
 pub mod istio;
 
 use std::collections::BTreeMap;
 
-use cors_proxy_wasm::policy::{self, fields};
+use cors_engine::policy::{self, fields};
 use serde_json::{json, Map, Value};
 
 /// One value the import could not carry over exactly.

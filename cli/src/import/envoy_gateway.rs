@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use cors_proxy_wasm::policy::fields;
+use cors_engine::policy::fields;
 use serde_json::{json, Map, Value};
 
 use super::{policy_name, Importer, Object};
