@@ -222,7 +222,7 @@ fn ingress_nginx_import_warns_where_a_browser_would_notice_and_lists_the_annotat
         at(0, "api", "spec.rules[0].http.paths[1].path: Prefix \"/orders\" matches /orders and /orders/…, never /ordersmore: imported as path_prefix \"/orders/\", since path_prefix \"/orders\" would also match /ordersmore; requests for /orders itself get what a shorter path prefix of the host gives them, or no CORS handling"),
         // ingress-nginx's risky defaults, each named.
         at(2, "web", &format!("{}: absent: ingress-nginx's default is every origin (*)", a("cors-allow-origin"))),
-        at(2, "web", &format!("{}: absent: ingress-nginx's default is 1728000 seconds", a("cors-max-age"))),
+        at(2, "web", &format!("{}: absent or not a whole number: ingress-nginx's default is 1728000 seconds", a("cors-max-age"))),
         at(2, "web", &format!("metadata.annotations: {forward}")),
         at(2, "web", &format!("{}: any origin with credentials: ingress-nginx answered Access-Control-Allow-Origin: * with Access-Control-Allow-Credentials: true, which browsers refuse for credentialed requests; imported as any origin without credentials (Access-Control-Allow-Origin: *): a browser still sends uncredentialed requests from any origin, and refuses credentialed ones; list the origins that need credentials instead", a("cors-allow-credentials"))),
         at(2, "web", &format!("{}: \"1728000s\": imported as 86400 seconds (whole seconds, at most 86400) (no browser caches a preflight longer: Firefox stops at 86400, Chromium at 7200; nothing changes for a browser)", a("cors-max-age"))),
@@ -782,4 +782,77 @@ fn envoy_gateway_cors_task_httpcorsfilter_on_envoy_gateway() {
         chosen(&istio, &["--host", "www.example.com", "--path", "/"]),
         "policy: none, no CORS handling (no route metadata, no rule matched, no default)"
     );
+}
+
+/// Every warning the documented examples do not reach, one source at a time: inputs made to reach
+/// them (`tests/import/*-edges.yaml`), each warning and the remove list asserted exactly.
+#[test]
+fn every_other_warning_names_the_resource_the_field_and_the_change() {
+    let cases: [(&str, &str); 4] = [
+        (
+            "tests/import/ingress-edges.yaml",
+            r#"warning: document 1 (Ingress shop/edge): metadata.annotations["nginx.ingress.kubernetes.io/cors-allow-origin"][1]: "ftp//broken" is not an origin; ingress-nginx skipped it too
+warning: document 1 (Ingress shop/edge): metadata.annotations["nginx.ingress.kubernetes.io/cors-allow-origin"][2]: "https://*.wild.example": ingress-nginx matches exactly one label in place of *; imported as the regex "https://[a-z0-9-]+\\.wild\\.example" (a pattern https://*.… would match deeper subdomains too)
+warning: document 1 (Ingress shop/edge): metadata.annotations: ingress-nginx answers every preflight from an allowed origin itself (204, whatever method or headers it asks for: the browser checks them) and passes the others to the backend; imported as unmatched_preflights: forward, which passes every preflight that fails any check (origin, method or headers) to the backend: the browser's outcome differs only where the backend answers such a preflight with CORS headers of its own
+warning: document 1 (Ingress shop/edge): metadata.annotations (allow_headers: "keep-alive"): "keep-alive": a forbidden request header (Fetch): browsers never let a page set it: not imported
+warning: document 1 (Ingress shop/edge): metadata.annotations (allow_headers: "dnt"): "dnt": a forbidden request header (Fetch): browsers never let a page set it: not imported
+warning: document 1 (Ingress shop/edge): spec.defaultBackend: the Ingress's default backend serves requests no rule matches, on any host: no rule key can select only those: not imported (they get no CORS handling)
+warning: document 1 (Ingress shop/edge): spec.rules[0].host: "*.shop.example": nginx serves exactly one label in place of *, the host rule one or more: a request for a deeper subdomain gets this CORS policy, where nginx sent it to its default server
+warning: document 2 (Ingress shop/regex): metadata.annotations["nginx.ingress.kubernetes.io/cors-allow-origin"][0]: "not-an-origin" is not an origin; ingress-nginx skipped it too
+warning: document 2 (Ingress shop/regex): metadata.annotations["nginx.ingress.kubernetes.io/cors-allow-origin"]: no valid origin: ingress-nginx then sends no CORS headers at all; imported as no CORS handling (policy null)
+warning: document 2 (Ingress shop/regex): spec.rules[0].http.paths[0].path: "/v[0-9]+/" is a regular expression (use-regex or rewrite-target): no rule key matches a path by regex: not imported (these requests get no CORS handling)
+remove once the filter serves these routes (else two CORS implementations act on one request):
+  Ingress shop/edge: metadata.annotations["nginx.ingress.kubernetes.io/enable-cors"]
+  Ingress shop/edge: metadata.annotations["nginx.ingress.kubernetes.io/cors-allow-origin"]
+  Ingress shop/edge: metadata.annotations["nginx.ingress.kubernetes.io/cors-allow-credentials"]
+  Ingress shop/edge: metadata.annotations["nginx.ingress.kubernetes.io/cors-max-age"]
+  Ingress shop/regex: metadata.annotations["nginx.ingress.kubernetes.io/enable-cors"]
+  Ingress shop/regex: metadata.annotations["nginx.ingress.kubernetes.io/cors-allow-origin"]
+"#,
+        ),
+        (
+            "tests/import/gateway-edges.yaml",
+            r#"warning: document 1 (HTTPRoute shop/edge): spec.rules[0].filters[0].cors.allowOrigins[1]: "https://*" matches every host of that scheme, which no origin pattern here can say (only every origin, or the subdomains of a domain): not imported
+warning: document 1 (HTTPRoute shop/edge): spec.rules[0].filters[0].cors.allowOrigins[2]: "https://a.*.example": a wildcard other than a leading "*." has no origin pattern here: not imported
+warning: document 1 (HTTPRoute shop/edge): spec.rules[0].filters[0].cors.allowOrigins[3]: "no-scheme.example" is not <scheme>://<host>[:<port>]: not imported
+warning: document 1 (HTTPRoute shop/edge): spec.rules[0].filters[0].cors: a preflight that does not match gets 200/204 without CORS headers (or 403) from the gateway; imported as unmatched_preflights: reject, a 403 without CORS headers: the browser refuses both alike
+warning: document 1 (HTTPRoute shop/edge): spec.rules[1].backendRefs: a CORS filter on a backendRef applies to the requests sent to that backend only, which no rule key can select: not imported (those requests get no CORS handling)
+warning: document 2: metadata.name: an HTTPRoute without a name: not imported
+remove once the filter serves these routes (else two CORS implementations act on one request):
+  HTTPRoute shop/edge: spec.rules[0].filters[0] (type: CORS)
+"#,
+        ),
+        (
+            "tests/import/eg-edges.yaml",
+            r#"warning: document 1 (SecurityPolicy shop/edge): spec.cors: a preflight that does not match gets 200/204 without CORS headers (or 403) from the gateway; imported as unmatched_preflights: reject, a 403 without CORS headers: the browser refuses both alike
+warning: document 1 (SecurityPolicy shop/edge): spec.targetSelectors: targets chosen by labels: the input does not say which objects carry them: not imported for those (add targetRefs, or import the selected HTTPRoutes' policies by hand)
+warning: document 1 (SecurityPolicy shop/edge): spec.targetRefs[0]: a target without a name: not imported
+warning: document 1 (SecurityPolicy shop/edge): spec.targetRefs[1]: a "GRPCRoute" target: no rule key selects its requests: not imported for it (those requests get no CORS handling)
+warning: document 2 (HTTPRoute shop/api): spec.rules[0].matches[0]: PathPrefix "/v1" matches /v1 and /v1/…, never /v1more: imported as path_prefix "/v1/", since path_prefix "/v1" would also match /v1more; requests for /v1 itself get what a shorter path prefix of the host gives them, or no CORS handling
+warning: document 2 (HTTPRoute shop/api): spec.rules[0].matches[1]: Exact "/health": no rule key matches it: not imported for this match (its requests get no CORS handling)
+warning: document 2 (HTTPRoute shop/api): spec.rules[1].matches[0]: matches on headers, query parameters or method, which no rule key can: not imported for this match (its requests get no CORS handling)
+warning: document 3 (HTTPRoute shop/headers-only): spec.rules[0].matches[0]: matches on headers, query parameters or method, which no rule key can: not imported for this match (its requests get no CORS handling)
+warning: document 1 (SecurityPolicy shop/edge): spec.targetRefs[3]: no path of the targeted HTTPRoute can be selected by a rule: not imported for it
+warning: document 1 (SecurityPolicy shop/edge): spec.targetRefs[4]: a Gateway with a listener for every host: no rule key selects only its requests: not imported for it (attach the filter to this Gateway with an EnvoyExtensionPolicy and make this policy its "default")
+remove once the filter serves these routes (else two CORS implementations act on one request):
+  SecurityPolicy shop/edge: spec.cors
+"#,
+        ),
+        (
+            "tests/import/istio-edges.yaml",
+            r#"warning: document 1: metadata.name: a VirtualService without a name: not imported
+warning: document 2 (VirtualService shop/root): spec.http[0].delegate: delegates to VirtualService shop/gone, which is not in the input: the corsPolicy of this entry applies to its routes, whose names come from the delegate: not imported (these routes get no CORS handling; import the delegate too)
+warning: document 2 (VirtualService shop/root): spec.http[1].match: a match with a name on an entry that delegates: Istio merges it with the delegate's matches, and the route names of the merge were not imported from it (only the delegate's match names are)
+warning: document 3 (VirtualService shop/child, delegate of shop/root): spec.http[0].corsPolicy.unmatchedPreflights: IGNORE: Envoy answers a preflight that does not match itself with 200 and no CORS headers; imported as unmatched_preflights: reject, which answers 403 and no CORS headers (the browser refuses both alike)
+warning: document 3 (VirtualService shop/child, delegate of shop/root): spec.http[0].corsPolicy.maxAge: "soon" is not a duration: not imported (no Access-Control-Max-Age)
+remove once the filter serves these routes (else two CORS implementations act on one request):
+  VirtualService shop/root: spec.http[0].corsPolicy
+  VirtualService shop/child: spec.http[0].corsPolicy
+"#,
+        ),
+    ];
+    for (file, expected) in cases {
+        let (_, stderr) = import(&file.replace('/', "-"), &[file]);
+        assert_eq!(stderr, expected, "{file}");
+    }
 }

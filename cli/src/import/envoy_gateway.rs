@@ -117,8 +117,9 @@ impl Importer {
         let hosts = hostnames(&route.value);
         let mut prefixes: Vec<(Option<String>, String, Value)> = Vec::new();
         let route_label = format!(
-            "{} (HTTPRoute {})",
+            "{} (HTTPRoute {}/{})",
             route.label,
+            route.namespace_or(self.namespace.as_deref()).unwrap_or("?"),
             route.name().unwrap_or("(unnamed)")
         );
         for (i, prefix, warning) in self.route_prefixes(&route.value, &route_label) {

@@ -367,7 +367,7 @@ impl Importer {
             _ => {
                 self.warn(
                     at("cors-max-age"),
-                    format!("absent: ingress-nginx's default is {DEFAULT_MAX_AGE} seconds"),
+                    format!("absent or not a whole number: ingress-nginx's default is {DEFAULT_MAX_AGE} seconds"),
                 );
                 DEFAULT_MAX_AGE.to_owned()
             }
