@@ -59,6 +59,14 @@ fn answer(policy: &Path, request: &[&str]) -> String {
         .collect()
 }
 
+/// What the filter answers a preflight for GET from `origin` on the route `facts` describe.
+fn preflight_get(policy: &Path, facts: &[&str], origin: &str, extra: &[&str]) -> String {
+    let mut request = facts.to_vec();
+    request.extend_from_slice(&["--origin", origin, "--preflight", "--method", "GET"]);
+    request.extend_from_slice(extra);
+    answer(policy, &request)
+}
+
 /// The first line of `explain`: the policy chosen and why.
 fn chosen(policy: &Path, request: &[&str]) -> String {
     let path = policy.to_string_lossy();
@@ -267,19 +275,8 @@ fn gateway_api_cors_examples_give_a_browser_what_the_api_says() {
     let route = |name: &str| format!("{ns}.{name}.0");
     let preflight = |name: &str, origin: &str, extra: &[&str]| {
         let route = route(name);
-        let mut r = vec![
-            "--route",
-            route.as_str(),
-            "--virtual-service",
-            GENERATED,
-            "--origin",
-            origin,
-            "--preflight",
-            "--method",
-            "GET",
-        ];
-        r.extend_from_slice(extra);
-        answer(&policy, &r)
+        let facts = ["--route", route.as_str(), "--virtual-service", GENERATED];
+        preflight_get(&policy, &facts, origin, extra)
     };
     let allowed = |origin: &str, max_age: &str| {
         lines(&[
@@ -447,19 +444,8 @@ fn a_resource_without_a_namespace_is_an_error_unless_given() {
 fn envoy_gateway_cors_task_gives_a_browser_what_the_task_shows() {
     let (policy, stderr) = import("envoy-gateway", &["examples/import/envoy-gateway.yaml"]);
     let preflight = |origin: &str, extra: &[&str]| {
-        let mut r = vec![
-            "--host",
-            "www.example.com",
-            "--path",
-            "/",
-            "--origin",
-            origin,
-            "--preflight",
-            "--method",
-            "GET",
-        ];
-        r.extend_from_slice(extra);
-        answer(&policy, &r)
+        let facts = ["--host", "www.example.com", "--path", "/"];
+        preflight_get(&policy, &facts, origin, extra)
     };
     // The task shows allow-origin http://www.foo.com, allow-methods "GET, POST", max-age 86400
     // (and the allow-headers and expose-headers lists, which a browser reads only when the
