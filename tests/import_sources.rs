@@ -842,3 +842,42 @@ remove once the filter serves these routes (else two CORS implementations act on
         assert_eq!(stderr, expected, "{file}");
     }
 }
+
+/// docs/migrate.md's step 5, as written there: the imported policy pasted into the shipped
+/// WasmPlugin, which `check` then accepts with every policy and rule of the import.
+#[test]
+fn the_migration_guide_puts_the_import_into_a_wasmplugin_check_accepts() {
+    let guide = std::fs::read_to_string(root().join("docs/migrate.md")).expect("docs/migrate.md");
+    let command = guide
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("{ sed -n '/^  pluginConfig:/q;p'"))
+        .expect("step 5's command");
+    let dir = std::env::temp_dir().join(format!("cors-import-{}-guide", std::process::id()));
+    std::fs::create_dir_all(dir.join("envoy/istio")).expect("scratch dir");
+    std::fs::copy(
+        root().join("envoy/istio/wasmplugin.yaml"),
+        dir.join("envoy/istio/wasmplugin.yaml"),
+    )
+    .expect("copy the WasmPlugin");
+    let (policy, _) = import("guide", &["examples/import/ingress-nginx.yaml"]);
+    std::fs::copy(&policy, dir.join("policy.json")).expect("policy.json");
+    let status = Command::new("bash")
+        .current_dir(&dir)
+        .args(["-c", command])
+        .status()
+        .expect("run bash");
+    assert!(status.success(), "{command}");
+    let plugin = dir.join("cors-wasmplugin.yaml");
+    let (code, out, _) = cli(&["check", &plugin.to_string_lossy()]);
+    assert_eq!(
+        (code, out),
+        (
+            Some(0),
+            format!(
+                "OK: {}: WasmPlugin istio-system/cors: 3 policies (shop-api, shop-partner, shop-web), 5 rules\n",
+                plugin.to_string_lossy()
+            )
+        )
+    );
+}
