@@ -26,7 +26,7 @@ pub enum RouteFact {
     VirtualHost,
     /// `xds.route_metadata.filter_metadata.istio.config`: the Istio resource the route came from,
     /// `/apis/<group>/<version>/namespaces/<ns>/<kind>/<name>` (docs/istio.md). Read only by
-    /// rules with `virtual_service`.
+    /// rules with `virtual_service`, and by rules with `http_route` whose route name matched.
     IstioConfig,
     /// `:authority`, port included.
     Authority,
