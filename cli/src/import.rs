@@ -168,27 +168,19 @@ pub fn import(text: &str, namespace: Option<&str>, proxy: Proxy) -> Result<Impor
 
 /// The `unmatched_preflights` option for forwarding or rejecting, as the policy declares it.
 fn unmatched_preflights(forward: bool) -> &'static str {
-    use fields::Choice as _;
     let wanted = if forward {
         policy::UnmatchedPreflights::Forward
     } else {
         policy::UnmatchedPreflights::Reject
     };
-    let index = policy::UnmatchedPreflights::VALUES
-        .iter()
-        .position(|v| *v == wanted);
-    match (fields::UNMATCHED_PREFLIGHTS.kind, index) {
-        (fields::Kind::Choice { options }, Some(i)) => options.get(i).copied().unwrap_or_default(),
-        _ => "",
-    }
+    fields::UNMATCHED_PREFLIGHTS
+        .option(wanted)
+        .unwrap_or_default()
 }
 
 /// The largest `max_age` a policy takes.
 pub(crate) fn max_age_cap() -> f64 {
-    match fields::MAX_AGE.kind {
-        fields::Kind::Integer { max, .. } => max as f64,
-        _ => 0.0,
-    }
+    f64::from(fields::MAX_AGE_SECONDS)
 }
 
 /// A policy name from free text: `[A-Za-z0-9_-]`, at most 64 characters.
@@ -865,7 +857,7 @@ impl Importer {
             // that removing one leaves the others' indexes as reported.
             let mut refused: Vec<(&str, usize, Vec<&str>)> = Vec::new();
             for error in &errors {
-                let Some((field, index)) = list_item(&error.path) else {
+                let Some((field, index)) = error.list_item() else {
                     continue;
                 };
                 match refused
@@ -971,13 +963,6 @@ fn envoy_cors_of<'a>(value: &'a Value, path: &str) -> Option<(&'a Value, String)
     value
         .pointer("/route/cors")
         .map(|cors| (cors, format!("{path}.route.cors")))
-}
-
-/// `allow_origins[3]` -> (`allow_origins`, 3).
-fn list_item(path: &str) -> Option<(&str, usize)> {
-    let (field, rest) = path.split_once('[')?;
-    let index = rest.strip_suffix(']')?.parse().ok()?;
-    Some((field, index))
 }
 
 /// The exact origin a prefix match names, when the prefix is a whole serialised origin
