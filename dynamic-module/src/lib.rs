@@ -5,6 +5,8 @@
 //! - [`host`]: those callbacks behind the [`host::Host`] trait, so tests and the fuzz target can
 //!   drive the filter through a mock.
 //! - [`filter`]: the shim proper (policy load, request and response hooks), over `Host`.
+//! - [`hosting`]: which Envoy is hosting the module; the module runs only in the one it is built
+//!   for, and [`resolve`] binds Envoy's callbacks only then.
 //! - [`mock`]: an in-memory `Host` for the tests and the fuzz target.
 //! - `hooks` (feature `envoy`): the `envoy_dynamic_module_on_*` functions Envoy calls. Each one
 //!   that runs code of ours catches a panic there: nothing unwinds into Envoy.
@@ -16,9 +18,13 @@
 pub mod abi;
 pub mod filter;
 pub mod host;
+pub mod hosting;
 pub mod mock;
+pub mod resolve;
 
 #[cfg(feature = "envoy")]
 mod hooks;
+#[cfg(feature = "envoy")]
+mod load;
 #[cfg(feature = "envoy")]
 mod logger;
