@@ -55,7 +55,10 @@ pub fn fingerprint<S: AsRef<str>>(sorted: &[S]) -> u64 {
 
 /// The callbacks of the release the module is built for.
 pub fn built_for_callbacks() -> Vec<&'static str> {
-    CALLBACKS_BUILT_FOR.lines().filter(|l| !l.is_empty()).collect()
+    CALLBACKS_BUILT_FOR
+        .lines()
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Checks the callbacks an Envoy exports (`exported`: any order) against the release the module
@@ -89,7 +92,12 @@ pub fn check(exported: &[String], uses: &[&str]) -> Result<(), String> {
                  (newer, older or patched)"
             .to_string(),
     };
-    let first = |names: &[&str]| names.first().map(|n| format!(" (first {n})")).unwrap_or_default();
+    let first = |names: &[&str]| {
+        names
+            .first()
+            .map(|n| format!(" (first {n})"))
+            .unwrap_or_default()
+    };
     let needed: Vec<&str> = uses
         .iter()
         .filter(|n| exported.binary_search(n).is_err())
@@ -245,18 +253,26 @@ mod tests {
     fn the_built_for_release_is_admitted_in_any_order() {
         let mut names = list(BUILT_FOR_BUILD);
         names.reverse();
-        assert_eq!(check(&names, &["envoy_dynamic_module_callback_log"]), Ok(()));
+        assert_eq!(
+            check(&names, &["envoy_dynamic_module_callback_log"]),
+            Ok(())
+        );
     }
 
     #[test]
     fn an_older_release_is_named_with_what_it_lacks() {
-        let reason = check(&list("1.36.4"), &["envoy_dynamic_module_callback_http_set_header"])
-            .unwrap_err();
+        let reason = check(
+            &list("1.36.4"),
+            &["envoy_dynamic_module_callback_http_set_header"],
+        )
+        .unwrap_err();
         assert!(reason.starts_with(
             "this Envoy exports exactly the dynamic-module callbacks of Envoy 1.36.4, not those of 1.40: "
         ), "{reason}");
         assert!(
-            reason.ends_with("; it lacks envoy_dynamic_module_callback_http_set_header, which this module calls"),
+            reason.ends_with(
+                "; it lacks envoy_dynamic_module_callback_http_set_header, which this module calls"
+            ),
             "{reason}"
         );
         let reason = check(&list("1.39.3"), &[]).unwrap_err();

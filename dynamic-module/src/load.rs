@@ -11,7 +11,9 @@ use crate::hosting::{admit as admit_host, refusal, BUILT_FOR, MODULE_VERSION};
 pub fn admit() -> Result<(), ()> {
     let admitted = admit_host(CALLBACKS).and_then(|()| {
         resolve(crate::resolve::lookup).map_err(|missing| {
-            refusal(&format!("this Envoy does not export {missing}, which this module calls"))
+            refusal(&format!(
+                "this Envoy does not export {missing}, which this module calls"
+            ))
         })
     });
     if let Err(line) = admitted {
