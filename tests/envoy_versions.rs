@@ -89,6 +89,18 @@ fn wasm_runtime_probe() {
     let r = envoy.send(&Req::preflight("/", ORIGIN, "PUT"));
     r.assert_status(204);
     r.assert_header("access-control-allow-origin", ORIGIN);
+    // The module says what it is, in the same log format on every release.
+    let loaded = "[info][wasm] [source/extensions/common/wasm/context.cc:";
+    let line = format!(
+        "wasm log cors cors: cors-proxy-wasm {} (proxy-wasm build) loaded",
+        env!("CARGO_PKG_VERSION")
+    );
+    let log = envoy.log_containing(&line, std::time::Duration::from_secs(5));
+    assert!(
+        log.lines()
+            .any(|l| l.contains(loaded) && l.ends_with(&line)),
+        "no `{line}` line:\n{log}"
+    );
 }
 
 #[test]

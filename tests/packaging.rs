@@ -872,6 +872,23 @@ fn oci_layout_has_matching_digests_sizes_and_the_module() {
         manifest["annotations"]["module.wasm.image/variant"],
         "compat"
     );
+    // The standard annotations: what the image is, where its source is, under which licence.
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.version"],
+        "1.2.3"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.source"],
+        "https://github.com/cors-proxy-wasm/cors-proxy-wasm"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.licenses"],
+        "Apache-2.0"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.title"],
+        "cors-proxy-wasm"
+    );
     let config_blob = check_descriptor(
         &layout,
         &manifest["config"],
