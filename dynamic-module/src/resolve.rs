@@ -9,6 +9,7 @@
 //! built for. Before that (never, in practice: Envoy calls no other hook of a module whose
 //! program init refused) each returns its type's default and calls nothing.
 
+#[cfg(feature = "envoy")]
 use std::ffi::{c_char, c_void};
 
 #[cfg(feature = "envoy")]
