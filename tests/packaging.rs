@@ -868,27 +868,17 @@ fn oci_layout_has_matching_digests_sizes_and_the_module() {
     );
     let manifest = json_file(&manifest_blob);
     assert_eq!(manifest["schemaVersion"], 2);
-    assert_eq!(
-        manifest["annotations"]["module.wasm.image/variant"],
-        "compat"
-    );
-    // The standard annotations: what the image is, where its source is, under which licence.
-    assert_eq!(
-        manifest["annotations"]["org.opencontainers.image.version"],
-        "1.2.3"
-    );
-    assert_eq!(
-        manifest["annotations"]["org.opencontainers.image.source"],
-        "https://github.com/cors-proxy-wasm/cors-proxy-wasm"
-    );
-    assert_eq!(
-        manifest["annotations"]["org.opencontainers.image.licenses"],
-        "Apache-2.0"
-    );
-    assert_eq!(
-        manifest["annotations"]["org.opencontainers.image.title"],
-        "cors-proxy-wasm"
-    );
+    // The Wasm image variant, and the standard annotations: what the image is, its version, where
+    // its source is, under which licence.
+    let annotations = &manifest["annotations"];
+    let expected = serde_json::json!({
+        "module.wasm.image/variant": "compat",
+        "org.opencontainers.image.licenses": "Apache-2.0",
+        "org.opencontainers.image.source": "https://github.com/cors-proxy-wasm/cors-proxy-wasm",
+        "org.opencontainers.image.title": "cors-proxy-wasm",
+        "org.opencontainers.image.version": "1.2.3",
+    });
+    assert_eq!(annotations, &expected);
     let config_blob = check_descriptor(
         &layout,
         &manifest["config"],
