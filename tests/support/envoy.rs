@@ -364,6 +364,9 @@ fn envoy_command(config: &Path, dir: &Path, mode_validate: bool) -> Command {
             "--log-path",
         ])
         .arg(dir.join("envoy.log"))
+        // Not cargo's library path (target/*/deps): Envoy 1.37, when a module it loads by name
+        // refuses to initialise, tries the name again there, and would find a second copy of it.
+        .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(
