@@ -28,9 +28,10 @@ native=$(realpath "$native")
 # The wasm build's real-Envoy suites: every `wasm::` test of the per-build suites, and the Istio
 # (ECDS) suite, which is wasm only. The browser and compose suites stay on 1.40 (make test).
 WASM_SUITES="e2e_envoy e2e_hostile e2e_reload"
-# Built once, run once per release.
-cargo test --no-run --test envoy_versions $(printf -- '--test %s ' $WASM_SUITES e2e_mesh) >/dev/null 2>&1 \
-  || cargo test --no-run --test envoy_versions $(printf -- '--test %s ' $WASM_SUITES e2e_mesh) || exit 1
+# The real-Envoy suites are the root crate's tests with feature `e2e`. Built once, run once per release.
+e2e_test() { cargo test -p cors-proxy-wasm --features e2e "$@"; }
+e2e_test --no-run --test envoy_versions $(printf -- '--test %s ' $WASM_SUITES e2e_mesh) >/dev/null 2>&1 \
+  || e2e_test --no-run --test envoy_versions $(printf -- '--test %s ' $WASM_SUITES e2e_mesh) || exit 1
 
 results=()
 failed=0
@@ -55,7 +56,7 @@ for v in $versions; do
 
   # Does this build carry V8? The probe starts it once with our module (tests/envoy_versions.rs).
   v8=yes
-  if ! cargo test --quiet --test envoy_versions -- --exact wasm_runtime_probe >>"$log" 2>&1; then
+  if ! e2e_test --quiet --test envoy_versions -- --exact wasm_runtime_probe >>"$log" 2>&1; then
     if grep -q 'Envoy was compiled without support for it' "$log"; then
       v8=no
     else
@@ -67,16 +68,16 @@ for v in $versions; do
   if [ "$v8" = yes ]; then
     wasm_result=passed
     for suite in $WASM_SUITES; do
-      cargo test --test "$suite" -- wasm:: >>"$log" 2>&1 || wasm_result="FAILED ($suite)"
+      e2e_test --test "$suite" -- wasm:: >>"$log" 2>&1 || wasm_result="FAILED ($suite)"
     done
-    cargo test --test e2e_mesh >>"$log" 2>&1 || wasm_result="FAILED (e2e_mesh)"
+    e2e_test --test e2e_mesh >>"$log" 2>&1 || wasm_result="FAILED (e2e_mesh)"
   elif [ "$v8" = probe-failed ]; then
     wasm_result="FAILED (the probe neither ran nor named a missing V8)"
   fi
 
   # The dynamic module: served on the release it is built for, refused with its message on any
   # other (make test runs its full suites on 1.40).
-  if cargo test --test envoy_versions -- --skip wasm_runtime_probe >>"$log" 2>&1; then
+  if e2e_test --test envoy_versions -- --skip wasm_runtime_probe >>"$log" 2>&1; then
     case "$v" in
       "$NATIVE_RELEASE".*) native_result="loads and serves" ;;
       *) native_result="refused, as it must be" ;;
