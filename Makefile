@@ -7,7 +7,8 @@
 #   make run-native  the same with the dynamic module (envoy/dynamic-module/envoy.yaml)
 #   make unit    the inner loop: fmt, native clippy, every test without Envoy or a wasm build (seconds)
 #   make test    fmt + clippy (native and wasm) + cargo test, end-to-end tests against the real Envoy
-#                (every real-Envoy test once per build: wasm and dynamic module), then the compose
+#                (every real-Envoy test once per build: wasm and dynamic module; the browser suite
+#                in Chromium, Firefox and WebKitGTK, each one installed), then the compose
 #                suite (make compose-test) when a Docker engine is present
 #   make compose build, then envoy/docker-compose.yaml up: the filter in front of a separate
 #                upstream on the official Envoy image (docs/compose.md)
@@ -108,9 +109,12 @@ unit: wasm-target
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace --lib --bins $(addprefix --test ,$(UNIT_TESTS))
 
+# BROWSERS: the browser engines installed here (scripts/browser-engines.sh says which are missing;
+# BROWSER_SUITE=required, as in CI, requires all three).
 test: venv lint build
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
-		cargo test --workspace
+		BROWSERS="$$(scripts/browser-engines.sh)" cargo test --workspace
+	@scripts/browser-engines.sh >/dev/null
 	scripts/compose-test.sh "$(abspath $(ENVOY))" $(COMPOSE_BUILD)
 
 # `docker compose` (Compose v2) when installed, else docker-compose (v1); the file works with both.

@@ -64,6 +64,11 @@ pub struct Chromium {
 
 impl Chromium {
     pub fn open(urls: &[String]) -> Chromium {
+        Chromium::open_with(urls, &[])
+    }
+
+    /// [`Chromium::open`] with extra command-line switches.
+    pub fn open_with(urls: &[String], switches: &[String]) -> Chromium {
         let bin = binary();
         let scratch = Scratch::new(Engine::Chromium);
         let (browser_reads, we_write) = high_pipe();
@@ -84,6 +89,7 @@ impl Chromium {
             "--disable-extensions",
             "--remote-debugging-pipe",
         ])
+        .args(switches)
         .arg(format!(
             "--user-data-dir={}",
             scratch.dir.join("profile").display()

@@ -112,6 +112,11 @@ impl Engine {
     }
 }
 
+/// Chromium with extra command-line switches, each URL in a tab of its own.
+pub fn chromium_with(urls: &[String], switches: &[String]) -> Box<dyn Browser> {
+    Box::new(chromium::Chromium::open_with(urls, switches))
+}
+
 /// The first of `names` on PATH, or `$var` when set: the browser suite cannot run without it, so a
 /// missing one fails with what to install.
 fn find_binary(var: &str, names: &[&str], install: &str) -> PathBuf {
