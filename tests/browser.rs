@@ -256,22 +256,27 @@ fn in_each_engine(test: &str, body: fn(Engine)) {
     let runs: Vec<_> = engines
         .iter()
         .map(|&engine| {
-            let started = Instant::now();
             let handle = thread::Builder::new()
                 .name(format!("{test}-{}", engine.key()))
-                .spawn(move || build.run(|| body(engine)))
+                .spawn(move || {
+                    let started = Instant::now();
+                    let result = std::panic::catch_unwind(|| build.run(|| body(engine)));
+                    (started.elapsed(), result)
+                })
                 .expect("spawn engine thread");
-            (engine, started, handle)
+            (engine, handle)
         })
         .collect();
     let mut failures = Vec::new();
-    for (engine, started, handle) in runs {
-        let result = handle.join();
+    for (engine, handle) in runs {
+        let (took, result) = handle
+            .join()
+            .unwrap_or_else(|_| (Duration::ZERO, Err(Box::new("the engine's thread died"))));
         eprintln!(
             "browser suite: {} {test} {}: {:.1} s{}",
             build.name(),
             engine.name(),
-            started.elapsed().as_secs_f64(),
+            took.as_secs_f64(),
             if result.is_ok() { "" } else { " (FAILED)" }
         );
         if let Err(panic) = result {
