@@ -235,6 +235,8 @@ pub struct Scratch {
 
 impl Scratch {
     fn new(engine: Engine) -> Scratch {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(sweep_dead_profiles);
         Scratch {
             dir: crate::support::scratch_dir(&format!("browser-{}", engine.key())),
         }
@@ -283,6 +285,31 @@ impl Drop for Scratch {
                 return;
             }
             thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Removes the browser directories (`cors-e2e-<pid>-<n>-browser-<engine>`) of test processes that
+/// are gone: a process killed outright (SIGKILL) cannot remove its own, though its browsers die
+/// with it (`PR_SET_PDEATHSIG`).
+fn sweep_dead_profiles() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix("cors-e2e-") else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, '-');
+        let (Some(pid), Some(_), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let dead = pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if tag.starts_with("browser-") && dead {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
