@@ -5,10 +5,11 @@
 #   make run     build, then Envoy with envoy/envoy.yaml (filter on :10000, demo page on :10001,
 #                example upstream on :10002, admin on :9901)
 #   make run-native  the same with the dynamic module (envoy/dynamic-module/envoy.yaml)
-#   make unit    the inner loop: fmt, native clippy, every test without Envoy or a wasm build (seconds)
-#   make test    fmt + clippy (native and wasm) + cargo test, end-to-end tests against the real Envoy
-#                (every real-Envoy test once per build: wasm and dynamic module; the browser suite
-#                in Chromium, Firefox and WebKitGTK, each one installed), then the compose
+#   make unit    the inner loop: fmt, native clippy, `cargo test` (every test without Envoy or a
+#                wasm build: seconds after a build)
+#   make e2e     the real-Envoy suites (every real-Envoy test once per build: wasm and dynamic module;
+#                the browser suite in Chromium, Firefox and WebKitGTK, each one installed)
+#   make test    fmt + clippy (native and wasm) + cargo test + make e2e, then the compose
 #                suite (make compose-test) when a Docker engine is present
 #   make compose build, then envoy/docker-compose.yaml up: the filter in front of a separate
 #                upstream on the official Envoy image (docs/compose.md)
@@ -18,7 +19,7 @@
 #   make bench   side-by-side Envoy benchmark (ours, wasm and dynamic module, vs native CORS vs empty
 #                wasm filter vs a filter making only the host calls CORS needs, wrk) and criterion benches of the engine
 #                -> BENCHMARKS.md, bench/throughput.png (~17 min)
-#   make cli     the policy CLI -> target/release/cors-policy (check FILE, explain FILE --origin ...)
+#   make cli     the policy CLI -> target/release/cors-policy (check, explain, import, schema)
 #   make oci     OCI image layout of the wasm for Istio's WasmPlugin (oci://) -> dist/oci
 #   make fuzz    cargo-fuzz (nightly) on each target in fuzz/ for FUZZ_SECONDS (60) each
 #   make soak    mixed allowed/denied/preflight/hostile traffic through Envoy for SOAK_SECONDS
@@ -45,7 +46,7 @@ NATIVE        := dist/libcors_proxy.so
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build native run run-native unit test lint clean bench empty-filter empty-module spec-calls cli oci fuzz soak \
+.PHONY: all venv envoy wasm-target build native run run-native unit e2e test lint clean bench empty-filter empty-module spec-calls cli oci fuzz soak \
         compose compose-test
 
 all: build
@@ -65,7 +66,7 @@ wasm-target:
 	@rustup component add clippy rustfmt >/dev/null 2>&1 || rustup component add clippy rustfmt
 
 build: wasm-target native
-	cargo build --release --target $(TARGET) --lib
+	cargo build --release --target $(TARGET) -p cors-proxy-wasm --lib
 	@mkdir -p dist
 	@scripts/wasm-optimize.sh $(CARGO_WASM) $(WASM)
 	@echo "$(WASM): $$(wc -c < $(WASM)) bytes (cargo output: $$(wc -c < $(CARGO_WASM)) bytes)"
@@ -96,25 +97,31 @@ run-native: native venv
 
 lint: wasm-target
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --release --target $(TARGET) --lib -- -D warnings
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
+	cargo clippy --release --target $(TARGET) -p cors-proxy-wasm --lib -- -D warnings
 
-# The inner loop (docs/contributing.md): fmt, native clippy, and every test that needs neither Envoy nor a
-# wasm build: the unit tests in src/ and dynamic-module/ (its hooks through the in-memory host, shim), the
-# engine and policy tables, the schema, the CLI
-# and the docs' links. `make test` is the full check.
-UNIT_TESTS := engine_decisions policy_validation schema cli docs_links shim
+# The inner loop (docs/contributing.md): fmt, native clippy, and `cargo test`: every test that needs
+# neither Envoy nor a wasm build (each crate's unit tests, the request path through the mock host, the
+# engine and policy tables, the schema, the CLI and the docs' links). `make test` is the full check.
 unit: wasm-target
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	cargo test --workspace --lib --bins $(addprefix --test ,$(UNIT_TESTS))
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
+	cargo test
 
-# BROWSERS: the browser engines installed here (scripts/browser-engines.sh says which are missing;
-# BROWSER_SUITE=required, as in CI, requires all three).
-test: venv lint build
+# The real-Envoy suites (tests/e2e_*.rs, tests/browser.rs, tests/packaging.rs: feature `e2e` of the
+# root crate), against the built modules and the debug CLI. BROWSERS: the browser engines installed
+# here (scripts/browser-engines.sh says which are missing; BROWSER_SUITE=required, as in CI,
+# requires all three).
+e2e: venv build
+	cargo build -p cors-policy
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
-		BROWSERS="$$(scripts/browser-engines.sh)" cargo test --workspace
+		CORS_POLICY="$(abspath target/debug/cors-policy)" BROWSERS="$$(scripts/browser-engines.sh)" \
+		cargo test -p cors-proxy-wasm --features e2e --tests
 	@scripts/browser-engines.sh >/dev/null
+
+test: venv lint build
+	cargo test
+	$(MAKE) e2e
 	scripts/compose-test.sh "$(abspath $(ENVOY))" $(COMPOSE_BUILD)
 
 # `docker compose` (Compose v2) when installed, else docker-compose (v1); the file works with both.
@@ -164,14 +171,14 @@ spec-calls: wasm-target
 	@scripts/wasm-optimize.sh $(SPEC_CALLS_CARGO) $(SPEC_CALLS_WASM)
 
 bench: empty-module build venv empty-filter spec-calls
-	cargo bench --bench engine -- --noplot
+	cargo bench -p cors-engine --bench engine -- --noplot
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
 		EMPTY_WASM="$(abspath $(EMPTY_WASM))" EMPTY_MODULE="$(abspath $(EMPTY_MODULE))" \
-		SPEC_CALLS_WASM="$(abspath $(SPEC_CALLS_WASM))" $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+		SPEC_CALLS_WASM="$(abspath $(SPEC_CALLS_WASM))" $(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 cli:
-	cargo build --release --bin cors-policy
-	@echo "target/release/cors-policy  (or: cargo run --bin cors-policy -- check FILE)"
+	cargo build --release -p cors-policy
+	@echo "target/release/cors-policy  (or: cargo run -p cors-policy -- check FILE)"
 
 # scripts/oci.sh: compat-variant Wasm image (one tar+gzip layer with plugin.wasm), reproducible.
 oci: build
@@ -193,7 +200,7 @@ fuzz:
 SOAK_SECONDS ?= 180
 soak: build venv
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" \
-		$(VENV)/bin/python bench/soak.py --duration $(SOAK_SECONDS)
+		$(VENV)/bin/python -m bench.soak --duration $(SOAK_SECONDS)
 
 clean:
 	cargo clean

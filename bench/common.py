@@ -1,4 +1,4 @@
-"""What bench/run.py, bench/soak.py and experiments/ab.py share: finding Envoy, picking free loopback
+"""What bench/run.py, bench/soak.py and bench/experiments/ab.py share: finding Envoy, picking free loopback
 ports, and running one Envoy process."""
 
 from __future__ import annotations

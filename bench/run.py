@@ -16,7 +16,7 @@ floor). Scenarios: non-CORS GET, allowed actual GET, allowed preflight, denied p
 Writes build/bench/results.json, bench/throughput.png and the results section of
 BENCHMARKS.md (between the `bench:results` markers). Usage (normally through `make bench`):
 
-    .venv/bin/python bench/run.py [--rounds 4] [--duration 5] [--connections 16]
+    .venv/bin/python -m bench.run [--rounds 4] [--duration 5] [--connections 16]
 
 Environment: ENVOY_BIN, CORS_WASM, CORS_NATIVE, EMPTY_WASM, SPEC_CALLS_WASM, EMPTY_MODULE
 (defaults: the project venv's Envoy, dist/cors_proxy_wasm.wasm, dist/libcors_proxy.so,
@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-import common
+from bench import common
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "bench"

@@ -15,7 +15,7 @@ Envoy exposes no stat for), /memory, every `wasm.*` / `wasm_vm.*` stat, our coun
 a panic / VM failure line in Envoy's log, or RSS growing more than --max-growth-mib after
 warm-up. Writes bench/soak-report.md (the last run's report, committed as the note).
 
-Usage (normally `make soak`): .venv/bin/python bench/soak.py [--duration 180]
+Usage (normally `make soak`): .venv/bin/python -m bench.soak [--duration 180]
 Environment: ENVOY_BIN, CORS_WASM (defaults: the project venv's Envoy, dist/cors_proxy_wasm.wasm).
 """
 
@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-import common
+from bench import common
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "soak"

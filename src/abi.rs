@@ -1,9 +1,7 @@
 //! The proxy-wasm ABI 0.2.1 host functions this project calls, declared once: the filter's
 //! panic-free layer (`host.rs`) and the measuring filters `bench/spec-calls` and
-//! `experiments/host-call-probe` (which include this file with `#[path]`) use the same declarations.
-
-// Each of those uses a different subset.
-#![allow(dead_code)]
+//! `bench/experiments/host-call-probe` (which depend on this crate without its feature `filter`)
+//! use the same declarations.
 
 #[link(wasm_import_module = "env")]
 extern "C" {

@@ -9,11 +9,11 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
-use crate::engine::{self, Counter, EditTarget, Outcome, Request, ResponsePlan};
 use crate::header_map::HeaderMap;
 use crate::host;
-use crate::policy::{self, Config};
-use crate::routing::{FactSource, RouteFact, RouteFacts, Selection};
+use cors_engine::engine::{self, Counter, EditTarget, Outcome, Request, ResponsePlan};
+use cors_engine::policy::{self, Config};
+use cors_engine::routing::{FactSource, RouteFact, RouteFacts, Selection};
 
 /// Counters are batched in the VM and flushed on this tick (visible in `/stats` within 1 s, docs/operations.md).
 const FLUSH_PERIOD_MS: u32 = 500;

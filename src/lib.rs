@@ -1,23 +1,16 @@
 //! cors-proxy-wasm: a CORS filter for Envoy and Istio, as a proxy-wasm HTTP filter.
 //!
-//! The policy engine ([`policy`], [`routing`], [`engine`]) is plain Rust with no proxy-wasm dependency: it is
-//! tested natively and reused by the `cors-policy` CLI. So is [`header_map`], the parser and
-//! writer of the host's serialised header maps. The proxy-wasm shim ([`filter`] over the
-//! panic-free host layer [`host`]) exists only when compiling for `wasm32`.
+//! This crate is the proxy-wasm host of the engine (`cors-engine`, in `engine/`): [`filter`] is
+//! the filter over the panic-free host layer `host`, which moves bytes through the ABI ([`abi`]);
+//! [`header_map`] parses and writes the host's serialised header maps.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod engine;
-pub mod header_map;
-pub mod lookup;
-pub mod policy;
-pub mod routing;
-
-#[cfg(target_arch = "wasm32")]
-mod abi;
-#[cfg(target_arch = "wasm32")]
+pub mod abi;
+#[cfg(feature = "filter")]
 mod filter;
-#[cfg(target_arch = "wasm32")]
+pub mod header_map;
+#[cfg(feature = "filter")]
 mod host;

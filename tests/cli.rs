@@ -12,7 +12,10 @@ struct Run {
 }
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the repository root")
+        .to_path_buf()
 }
 
 /// Runs the CLI from the repository root (paths in the output are as given).

@@ -1,11 +1,11 @@
 //! The engine's decisions (docs/policy.md, docs/routing.md): which policy a request gets, and exactly what the
 //! request and its response get.
 
-use cors_proxy_wasm::engine::{
+use cors_engine::engine::{
     self, Action, AllowOrigin, Counter, DenyReason, HeaderEdit, LocalReply, Request, ResponsePlan,
 };
-use cors_proxy_wasm::policy::{self, Config};
-use cors_proxy_wasm::routing::{
+use cors_engine::policy::{self, Config};
+use cors_engine::routing::{
     self, Choice, FactSource, Known, Reason, RouteFact, RouteFacts, Selection,
 };
 use std::borrow::Cow;

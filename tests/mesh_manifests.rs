@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cors_proxy_wasm::routing::{RouteFact, RouteFacts, Selection};
+use cors_engine::routing::{RouteFact, RouteFacts, Selection};
 use serde::Deserialize as _;
 use serde_json::Value;
 
@@ -19,7 +19,10 @@ const DIRS: [&str; 3] = ["envoy/istio", "envoy/gateway-api", "envoy/envoy-gatewa
 const PLACEHOLDER_REGISTRY: &str = "registry.example.com/";
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the repository root")
+        .to_path_buf()
 }
 
 /// `(file relative to the repo, document)` of every YAML document of the mesh directories.
@@ -266,7 +269,7 @@ struct Facts {
 
 impl Facts {
     /// These facts as the engine reads them.
-    fn known(&self) -> RouteFacts<'_, cors_proxy_wasm::routing::Known<'_>> {
+    fn known(&self) -> RouteFacts<'_, cors_engine::routing::Known<'_>> {
         fn given(value: &Option<String>) -> Option<&[u8]> {
             value.as_deref().map(str::as_bytes)
         }
@@ -279,20 +282,20 @@ impl Facts {
     }
 }
 
-fn plugin_config(docs: &[(String, Value)], file: &str) -> cors_proxy_wasm::policy::Config {
+fn plugin_config(docs: &[(String, Value)], file: &str) -> cors_engine::policy::Config {
     let plugin = docs
         .iter()
         .find(|(f, d)| f == file && d["kind"] == "WasmPlugin")
         .map(|(_, d)| d)
         .unwrap_or_else(|| panic!("no WasmPlugin in {file}"));
     let text = serde_json::to_string(&plugin["spec"]["pluginConfig"]).expect("JSON");
-    match cors_proxy_wasm::policy::load(&text) {
+    match cors_engine::policy::load(&text) {
         Ok(loaded) => loaded.config,
         Err(rejected) => panic!("{file}: {:?}", rejected.errors),
     }
 }
 
-fn chosen(config: &cors_proxy_wasm::policy::Config, facts: &Facts) -> String {
+fn chosen(config: &cors_engine::policy::Config, facts: &Facts) -> String {
     match config.select(&mut facts.known()).selection {
         Selection::Policy(i) => config.policy(i).map(|p| p.name.clone()).unwrap_or_default(),
         Selection::Untouched => "(none)".to_owned(),

@@ -15,7 +15,7 @@
 //! - The dynamic module imports exactly the callbacks the end-to-end suite exercises, all of which
 //!   the Envoy binary exports, and exports exactly the hooks that Envoy looks up.
 //!
-//! Needs `ENVOY_BIN`, `CORS_WASM` and `CORS_NATIVE` (`make test`); fails loudly without them.
+//! Needs `ENVOY_BIN`, `CORS_WASM`, `CORS_NATIVE` and `CORS_POLICY` (`make e2e`); fails loudly without them.
 
 mod fixtures;
 mod support;
@@ -27,8 +27,6 @@ use std::process::Command;
 use serde::Deserialize as _;
 use serde_json::Value;
 use support::*;
-
-const CLI: &str = env!("CARGO_BIN_EXE_cors-policy");
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
@@ -97,7 +95,7 @@ fn assert_policy_valid(validator: &jsonschema::Validator, what: &str, policy: &V
         .collect();
     assert!(errors.is_empty(), "{what}: schema: {errors:#?}");
     let text = serde_json::to_string(policy).expect("serialise");
-    if let Err(rejected) = cors_proxy_wasm::policy::load(&text) {
+    if let Err(rejected) = cors_engine::policy::load(&text) {
         panic!("{what}: engine: {:#?}", rejected.errors);
     }
 }
@@ -210,7 +208,7 @@ fn cli_check_accepts_every_istio_plugin_config() {
             .strip_prefix(repo_root())
             .expect("under the repo")
             .to_path_buf();
-        let out = Command::new(CLI)
+        let out = Command::new(cors_policy())
             .current_dir(repo_root())
             .arg("check")
             .arg(&relative)
@@ -514,7 +512,7 @@ fn explain(policy_file: &Path, case: &Case) -> (Option<u16>, Vec<(String, String
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     };
-    let mut cmd = Command::new(CLI);
+    let mut cmd = Command::new(cors_policy());
     cmd.arg("explain").arg(policy_file);
     if let Some(origin) = header("origin") {
         cmd.args(["--origin", &origin]);

@@ -1,7 +1,7 @@
 //! Validation of policy documents (docs/policy.md, *Validation*): table tests of valid and invalid documents, each
 //! invalid one with the exact error lines it must produce, all at once.
 
-use cors_proxy_wasm::policy::{
+use cors_engine::policy::{
     self, AllowHeadersValue, HeaderValue, Mode, UnmatchedPreflights, UpstreamCorsHeaders,
 };
 

@@ -36,7 +36,10 @@ const ENGINE_ONLY: &[&str] = &[
 ];
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the repository root")
+        .to_path_buf()
 }
 
 fn json_files(dir: &str) -> Vec<PathBuf> {
@@ -113,7 +116,7 @@ fn valid_examples_pass_the_schema_and_the_engine() {
             "{}: the schema rejects a valid example: {errors:#?}",
             path.display()
         );
-        match cors_proxy_wasm::policy::load(&text) {
+        match cors_engine::policy::load(&text) {
             Ok(loaded) => {
                 let warnings: Vec<String> =
                     loaded.warnings.iter().map(ToString::to_string).collect();
@@ -155,7 +158,7 @@ fn invalid_examples_fail_with_exactly_their_errors() {
             "{}: missing or empty .errors file",
             path.display()
         );
-        match cors_proxy_wasm::policy::load(&read(path)) {
+        match cors_engine::policy::load(&read(path)) {
             Ok(_) => panic!("{}: the engine accepts an invalid example", path.display()),
             Err(rejected) => {
                 let errors: Vec<String> = rejected.errors.iter().map(ToString::to_string).collect();
@@ -244,9 +247,9 @@ fn zero_fraction_floats_are_integers_for_schema_and_engine() {
     let whole = r#"{"allow_origins": ["https://a.example"], "max_age": 600.0}"#;
     let fraction = r#"{"allow_origins": ["https://a.example"], "max_age": 600.5}"#;
     assert!(validator.is_valid(&serde_json::from_str(whole).expect("JSON")));
-    assert!(cors_proxy_wasm::policy::load(whole).is_ok());
+    assert!(cors_engine::policy::load(whole).is_ok());
     assert!(!validator.is_valid(&serde_json::from_str(fraction).expect("JSON")));
-    let errors: Vec<String> = match cors_proxy_wasm::policy::load(fraction) {
+    let errors: Vec<String> = match cors_engine::policy::load(fraction) {
         Ok(_) => panic!("600.5 accepted"),
         Err(rejected) => rejected.errors.iter().map(ToString::to_string).collect(),
     };
@@ -294,6 +297,6 @@ fn the_docs_field_table_is_what_the_cli_prints() {
         table, printed,
         "the field table of docs/policy.md differs from `cors-policy schema --markdown-table`"
     );
-    use cors_proxy_wasm::policy::fields::POLICY_FIELDS;
+    use cors_engine::policy::fields::POLICY_FIELDS;
     assert_eq!(table.lines().count(), 2 + POLICY_FIELDS.len());
 }

@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use cors_proxy_wasm::engine::{self, Counter, EditTarget, Outcome, Request, ResponsePlan};
-use cors_proxy_wasm::policy::{self, Config};
-use cors_proxy_wasm::routing::{FactSource, RouteFact, RouteFacts, Selection};
+use cors_engine::engine::{self, Counter, EditTarget, Outcome, Request, ResponsePlan};
+use cors_engine::policy::{self, Config};
+use cors_engine::routing::{FactSource, RouteFact, RouteFacts, Selection};
 
 use crate::host::{Attribute, Headers, Host};
 

@@ -7,9 +7,9 @@
 
 use std::sync::OnceLock;
 
-use cors_proxy_wasm::engine::{self, Action, Request, ACAH, ACAO};
-use cors_proxy_wasm::policy::{self, token::is_token, Config};
-use cors_proxy_wasm::routing::Selection;
+use cors_engine::engine::{self, Action, Request, ACAH, ACAO};
+use cors_engine::policy::{self, token::is_token, Config};
+use cors_engine::routing::Selection;
 use libfuzzer_sys::fuzz_target;
 
 const DOC: &str = r#"{

@@ -10,9 +10,9 @@
 
 use std::sync::OnceLock;
 
-use cors_proxy_wasm::engine::{self, Action, AllowOrigin, HeaderEdit, Request, ResponsePlan, ACAO};
-use cors_proxy_wasm::policy::{self, Config, Mode};
-use cors_proxy_wasm::routing::{self, Reason, RouteFact, RouteFacts, Selection};
+use cors_engine::engine::{self, Action, AllowOrigin, HeaderEdit, Request, ResponsePlan, ACAO};
+use cors_engine::policy::{self, Config, Mode};
+use cors_engine::routing::{self, Reason, RouteFact, RouteFacts, Selection};
 use libfuzzer_sys::fuzz_target;
 
 /// The full-form policy both whole-path targets run (every field, every rule key).

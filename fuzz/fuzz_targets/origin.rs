@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use cors_proxy_wasm::policy::origin::{
+use cors_engine::policy::origin::{
     compile_regex, has_suspicious_dot, parse_pattern, OriginMatcher, OriginPattern,
 };
 use libfuzzer_sys::fuzz_target;

@@ -4,9 +4,9 @@
 //! under every policy it defines without panicking.
 #![no_main]
 
-use cors_proxy_wasm::engine::{self, Action, Request};
-use cors_proxy_wasm::policy;
-use cors_proxy_wasm::routing::Selection;
+use cors_engine::engine::{self, Action, Request};
+use cors_engine::policy;
+use cors_engine::routing::Selection;
 use libfuzzer_sys::fuzz_target;
 
 const ORIGINS: [&[u8]; 4] = [

@@ -11,7 +11,7 @@
 //!   starts `ENVOY_BIN` on ports chosen by the kernel, waits for `/ready`, kills Envoy on drop.
 //! - `client.rs`, [`Req`] / [`Response`]: a raw HTTP/1.1 client that sends arbitrary header bytes.
 //!
-//! A test that cannot run must fail: missing `ENVOY_BIN` / `CORS_WASM` / `CORS_NATIVE` panic with a message
+//! A test that cannot run must fail: missing `ENVOY_BIN` / `CORS_WASM` / `CORS_NATIVE` / `CORS_POLICY` panic with a message
 //! saying how to run the suite (`make test`).
 #![allow(dead_code)]
 
@@ -45,7 +45,7 @@ fn required_file_from_env(var: &str) -> PathBuf {
     let value = std::env::var_os(var).unwrap_or_else(|| {
         panic!(
             "{var} is not set: the end-to-end tests need the real Envoy and the built filter; \
-             run them with `make test` (it exports ENVOY_BIN, CORS_WASM and CORS_NATIVE)"
+             run them with `make e2e` or `make test` (they export ENVOY_BIN, CORS_WASM, CORS_NATIVE and CORS_POLICY)"
         )
     });
     let path = PathBuf::from(value);
@@ -75,6 +75,11 @@ pub fn cors_wasm() -> PathBuf {
 /// The dynamic module under test (`CORS_NATIVE`, normally `dist/libcors_proxy.so`).
 pub fn cors_native() -> PathBuf {
     required_file_from_env("CORS_NATIVE")
+}
+
+/// The policy CLI (`CORS_POLICY`, normally `target/debug/cors-policy`).
+pub fn cors_policy() -> PathBuf {
+    required_file_from_env("CORS_POLICY")
 }
 
 /// A port that was free a moment ago on 127.0.0.1 (bind port 0, read it, drop the socket).

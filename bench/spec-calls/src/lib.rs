@@ -17,14 +17,9 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
-#[path = "../../../src/abi.rs"]
-mod abi;
-use abi::*;
-
-// The filter's own parser and writer of serialised header maps (no host calls, no dependencies).
-#[path = "../../../src/header_map.rs"]
-mod header_map;
-use header_map::HeaderMap;
+use cors_proxy_wasm::abi::*;
+// The filter's own parser and writer of serialised header maps (no host calls).
+use cors_proxy_wasm::header_map::{self, HeaderMap};
 
 const REQUEST_HEADERS: u32 = 0;
 const RESPONSE_HEADERS: u32 = 2;

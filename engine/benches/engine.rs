@@ -9,9 +9,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use cors_proxy_wasm::engine::{self, Request};
-use cors_proxy_wasm::policy::{self, Config};
-use cors_proxy_wasm::routing::{RouteFact, RouteFacts};
+use cors_engine::engine::{self, Request};
+use cors_engine::policy::{self, Config};
+use cors_engine::routing::{RouteFact, RouteFacts};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 const ALLOWED: &[u8] = b"https://app.example.com";

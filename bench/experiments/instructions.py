@@ -10,7 +10,7 @@ they weigh every instruction alike (a cache miss or a syscall counts as little a
 they rank variants of one filter and do not replace `make bench`.
 
 Needs valgrind (Debian: valgrind). Example:
-  .venv/bin/python experiments/instructions.py --scenarios "actual GET,preflight allowed" \\
+  .venv/bin/python -m bench.experiments.instructions --scenarios "actual GET,preflight allowed" \\
       none native base=/tmp/base.so other=dist/libcors_proxy.so
 """
 from __future__ import annotations
@@ -24,12 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import ab  # noqa: E402
-import common  # noqa: E402
-import run as bench  # noqa: E402
+from bench import common
+from bench import run as bench
+from bench.experiments import ab
 
 OUT = bench.BUILD / "instructions"
 

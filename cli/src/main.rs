@@ -7,16 +7,15 @@
 //! Exit status: 0 = OK, 1 = the policy document is invalid, 2 = usage or I/O error.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "cors-policy/import.rs"]
 mod import;
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use cors_proxy_wasm::engine::{self, Action, Counter, HeaderEdit, Request, ResponsePlan};
-use cors_proxy_wasm::policy::{self, Config, HostPattern, Mode, Rule, UnmatchedPreflights};
-use cors_proxy_wasm::routing::{Choice, Known, Reason, RouteFact, RouteFacts, Selection};
+use cors_engine::engine::{self, Action, Counter, HeaderEdit, Request, ResponsePlan};
+use cors_engine::policy::{self, Config, HostPattern, Mode, Rule, UnmatchedPreflights};
+use cors_engine::routing::{Choice, Known, Reason, RouteFact, RouteFacts, Selection};
 use serde::Deserialize as _;
 use serde_json::Value;
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use cors_proxy_wasm::policy;
+use cors_engine::policy;
 use serde_json::{json, Map, Value};
 
 /// One value the import could not carry over exactly.

@@ -5,7 +5,7 @@ pub mod document;
 pub mod fields;
 mod json;
 pub mod origin;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(feature = "docs")]
 pub mod schema;
 pub mod token;
 

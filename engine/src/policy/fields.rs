@@ -21,11 +21,11 @@ pub struct Field<K = Kind> {
     /// Its doc comment, line by line: what the key does ([`Field::description`]), and for a
     /// policy field, after an empty line, its row in the field table of docs/policy.md
     /// ([`Field::docs_meaning`]). Not compiled into the filter, which never prints it.
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(feature = "docs")]
     pub doc: &'static str,
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(feature = "docs")]
 impl<K> Field<K> {
     /// The doc comment's `n`th paragraph, its lines joined by a space.
     fn paragraph(&self, n: usize) -> String {
@@ -58,7 +58,7 @@ macro_rules! declare {
             pub const $konst: Field<$kind> = Field {
                 name: $name,
                 kind: $value,
-                #[cfg(not(target_arch = "wasm32"))]
+                #[cfg(feature = "docs")]
                 doc: concat!($($doc, "\n"),+),
             };
         )*

@@ -12,7 +12,7 @@
 //! - `l`: `proxy_send_local_response` (204, no headers), once whatever K: the floor of a wasm
 //!   filter that answers requests itself, like a preflight.
 //!
-//! `experiments/ab.py` runs several probes side by side in one Envoy (see experiments/README.md).
+//! `bench/experiments/ab.py` runs several probes side by side in one Envoy (see bench/experiments/README.md).
 
 use std::cell::Cell;
 use std::ptr::null_mut;
@@ -20,9 +20,7 @@ use std::ptr::null_mut;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
-#[path = "../../../src/abi.rs"]
-mod abi;
-use abi::*;
+use cors_proxy_wasm::abi::*;
 
 const REQUEST_HEADERS: u32 = 0;
 const PLUGIN_CONFIGURATION: u32 = 7;

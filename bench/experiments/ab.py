@@ -4,15 +4,15 @@ alternating rounds (the set-up of bench/run.py, for comparing variants of a modu
 
 Each listener is `none`, `native` (Envoy's CORS filter with the bench policy), or
 `NAME=FILE.wasm` (the bench policy as plugin configuration) or `NAME=FILE.wasm@CONFIG` (CONFIG
-as plugin configuration, e.g. for experiments/host-call-probe); a `FILE.so` is loaded as a
+as plugin configuration, e.g. for bench/experiments/host-call-probe); a `FILE.so` is loaded as a
 dynamic module (dist/libcors_proxy.so or a variant of it) with the same configuration. `--direct` answers on the listener
 itself with a direct_response instead of proxying upstream, which takes the upstream hop (about
 half the time of a request here) out of the measurement, so filter costs stand out.
 
-It reuses bench/run.py's set-up (imported from bench/). Examples (experiments/README.md):
-  .venv/bin/python experiments/ab.py --direct base=dist/cors_proxy_wasm.wasm other=/tmp/variant.wasm
-  P=experiments/host-call-probe/target/wasm32-wasip1/release/host_call_probe.wasm
-  .venv/bin/python experiments/ab.py --direct --scenarios "non-cors GET" floor=$P@0 pairs=$P@p1 value=$P@v1
+It reuses bench/run.py's set-up (imported from bench/). Examples (bench/experiments/README.md):
+  .venv/bin/python -m bench.experiments.ab --direct base=dist/cors_proxy_wasm.wasm other=/tmp/variant.wasm
+  P=bench/experiments/host-call-probe/target/wasm32-wasip1/release/host_call_probe.wasm
+  .venv/bin/python -m bench.experiments.ab --direct --scenarios "non-cors GET" floor=$P@0 pairs=$P@p1 value=$P@v1
 """
 from __future__ import annotations
 
@@ -23,10 +23,9 @@ import sys
 from pathlib import Path
 
 # The benchmark's own modules (bench/run.py, bench/common.py) provide the set-up.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-import common  # noqa: E402
-import run as bench  # noqa: E402
+from bench import common
+from bench import run as bench
 
 
 def listener(name: str, spec: str, port: int, origins: int, direct: bool) -> dict:

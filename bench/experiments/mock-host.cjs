@@ -8,19 +8,19 @@
 // header writes) at a fixed, small cost, so differences between two modules are differences in
 // their own wasm code; none of Envoy's per-request work is in the figure.
 //
-//   node --no-liftoff experiments/mock-host.cjs MODULE.wasm CONFIG_FILE pre|act [REQUESTS]
+//   node --no-liftoff bench/experiments/mock-host.cjs MODULE.wasm CONFIG_FILE pre|act [REQUESTS]
 //
 // `pre`: an allowed-looking preflight from https://app.example.com (PUT, content-type);
 // `act`: an actual GET from that origin. CONFIG_FILE is the plugin configuration (our policy, or
 // the allowed origin for bench/spec-calls). `--no-liftoff` compiles with TurboFan only, as Envoy
 // does. Prints nanoseconds per request and host calls per request. Measurement use only (Debian:
-// apt-get install nodejs); BENCHMARKS.md, Findings (the levers tried); experiments/README.md.
+// apt-get install nodejs); BENCHMARKS.md, Findings (the levers tried); bench/experiments/README.md.
 'use strict';
 const fs = require('fs');
 
 const [wasmPath, configPath, mode, requestsArg] = process.argv.slice(2);
 if (!wasmPath || !configPath || !['pre', 'act'].includes(mode)) {
-  console.error('usage: node --no-liftoff experiments/mock-host.cjs MODULE.wasm CONFIG_FILE pre|act [REQUESTS]');
+  console.error('usage: node --no-liftoff bench/experiments/mock-host.cjs MODULE.wasm CONFIG_FILE pre|act [REQUESTS]');
   process.exit(2);
 }
 const requests = Number(requestsArg || 400000);

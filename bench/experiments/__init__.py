@@ -1,0 +1,1 @@
+"""One-off measurements behind findings in BENCHMARKS.md and docs/ (README.md says which)."""
