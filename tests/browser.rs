@@ -215,8 +215,7 @@ fn serve_one(stream: TcpStream, page: &[u8], reports: &Sender<Value>) {
             }
         }
     }
-    let (status, ctype, body): (&str, &str, &[u8]) = if request_line.starts_with("POST /report ")
-    {
+    let (status, ctype, body): (&str, &str, &[u8]) = if request_line.starts_with("POST /report ") {
         let mut body = vec![0u8; length];
         if reader.read_exact(&mut body).is_err() {
             return;
@@ -331,7 +330,6 @@ fn assert_counters_exactly(envoy: &Envoy, expected: &[(&str, u64)]) {
     assert_eq!(got, want, "filter counters after the browser ran");
 }
 
-
 /// Whether the engine reuses a cached preflight answer when the API's host is an IP address.
 /// Firefox does not: it checks a cached preflight against its DNS cache before each use
 /// (`CORSCacheEntry::CheckDNSCache` in Gecko's `netwerk/protocol/http/nsCORSListenerProxy.cpp`),
@@ -364,8 +362,7 @@ fn demo_page_against_envoy_in(engine: Engine) {
         format!("{page_origin}/?target={target}&expect=allowed&report={report}"),
         format!("{other_origin}/?target={target}&expect=blocked&null=0&report={report}"),
     ]);
-    let reports =
-        server.await_reports(&[&page_origin, &other_origin], &mut *browser, PAGE_TIMEOUT);
+    let reports = server.await_reports(&[&page_origin, &other_origin], &mut *browser, PAGE_TIMEOUT);
     let (allowed, disallowed) = (&reports[&page_origin], &reports[&other_origin]);
     let mut problems = check_column(allowed, "this origin", true);
     problems.extend(check_column(allowed, "origin null", false));
@@ -496,7 +493,10 @@ fn demo_as_served_by_make_run_in(engine: Engine) {
     assert_counters_exactly(
         &envoy,
         &[
-            ("cors.default.preflight_allowed", 2 * (3 + max_age_preflights)),
+            (
+                "cors.default.preflight_allowed",
+                2 * (3 + max_age_preflights),
+            ),
             ("cors.default.preflight_denied.method", 2),
             ("cors.default.preflight_denied.headers", 2),
             ("cors.default.preflight_denied.origin", 7),
@@ -627,7 +627,11 @@ fn what_each_browser_does_in(engine: Engine) {
     // the one with Authorization too; both GETs were sent (the browser hides the credentialed
     // answer, it does not stop the request).
     assert_eq!(on("OPTIONS", "/off/star-custom"), ["x-custom"], "{seen:#?}");
-    assert_eq!(on("OPTIONS", "/off/star-auth"), ["authorization"], "{seen:#?}");
+    assert_eq!(
+        on("OPTIONS", "/off/star-auth"),
+        ["authorization"],
+        "{seen:#?}"
+    );
     assert_eq!(on("PUT", "/off/star-auth"), ["Bearer t"], "{seen:#?}");
     assert_eq!(on("PUT", "/off/star-custom").len(), 1, "{seen:#?}");
     assert_eq!(on("GET", "/off/any").len(), 2, "{seen:#?}");

@@ -20,7 +20,11 @@ pub fn binaries() {
 }
 
 fn webdriver() -> PathBuf {
-    find_binary("WEBKIT_WEBDRIVER", &["WebKitWebDriver"], "webkit2gtk-driver")
+    find_binary(
+        "WEBKIT_WEBDRIVER",
+        &["WebKitWebDriver"],
+        "webkit2gtk-driver",
+    )
 }
 
 fn xvfb() -> PathBuf {
@@ -43,10 +47,18 @@ impl WebKit {
         let scratch = Scratch::new(Engine::WebKit);
         // Xvfb writes the display it chose to the fd given by -displayfd: its stdout here.
         let mut cmd = Command::new(&xvfb_bin);
-        cmd.args(["-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(scratch.log("xvfb.err"));
+        cmd.args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x1024x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(scratch.log("xvfb.err"));
         let mut xvfb = Group::spawn("Xvfb", own_group(&mut cmd));
         let stdout = xvfb.child.stdout.take().expect("Xvfb stdout");
         let (tx, rx) = channel();
