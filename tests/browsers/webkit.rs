@@ -63,9 +63,12 @@ impl WebKit {
         let stdout = xvfb.child.stdout.take().expect("Xvfb stdout");
         let (tx, rx) = channel();
         thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
             let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = reader.read_line(&mut line);
             let _ = tx.send(line);
+            // Drained until Xvfb ends, so that it never writes to a closed pipe.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
         let display = rx
             .recv_timeout(Duration::from_secs(20))
