@@ -213,10 +213,10 @@ impl Group {
         unsafe { kill(-pgid, SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Up to a second for the rest of the group to be gone (kill(-pgid, 0) fails once no
-        // process is left in it).
+        // Up to a second for the rest of the group to be gone (zombies waiting for init to reap
+        // them write nothing).
         let deadline = Instant::now() + Duration::from_secs(1);
-        while unsafe { kill(-pgid, 0) } == 0 && Instant::now() < deadline {
+        while group_alive(pgid) && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(25));
         }
     }
@@ -226,6 +226,23 @@ impl Drop for Group {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(3));
     }
+}
+
+/// Whether a process of group `pgid` is still running (not a zombie), from `/proc/<pid>/stat`:
+/// `pid (comm) state ppid pgrp ...`.
+fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // comm may hold spaces and parentheses: the fields start after the last ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+    })
 }
 
 /// A browser's scratch directory (profile, HOME, logs): removed on drop, failed test or not.
