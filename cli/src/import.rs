@@ -1,15 +1,27 @@
 //! `cors-policy import FILE`: a policy document equivalent to the CORS configuration users already
-//! have: the `corsPolicy` of Istio VirtualServices, or the `CorsPolicy` of an Envoy route
-//! configuration (per route or per virtual host), with rules keyed on where each came from.
+//! have, with rules keyed on where each came from, read from any mix of:
+//! - Istio VirtualServices (`http[].corsPolicy`, delegates included), below;
+//! - Envoy route configurations (`CorsPolicy` per virtual host or route), below;
+//! - ingress-nginx Ingresses (the `nginx.ingress.kubernetes.io/*cors*` annotations): [`ingress_nginx`];
+//! - Gateway API HTTPRoutes with `CORS` filters: [`gateway_api`];
+//! - Envoy Gateway `SecurityPolicy` with `cors`: [`envoy_gateway`].
+//!
+//! YAML or JSON, several documents, and `kind: List` (what `kubectl get -o yaml` prints).
 //!
 //! What has no exact equivalent is reported as a warning, with the path of the value in the input
 //! and what was imported in its place, which never allows more than the input did: a prefix match
 //! becomes its exact origin, a value the policy refuses is left out, an entry whose routes cannot
-//! be told apart is not imported (those routes keep no CORS handling).
+//! be told apart is not imported (those routes keep no CORS handling). Every source object and
+//! field that would go on acting on the same requests is listed in [`Imported::remove`].
+
+mod envoy_gateway;
+mod gateway_api;
+mod ingress_nginx;
+pub mod istio;
 
 use std::collections::BTreeMap;
 
-use cors_engine::policy;
+use cors_engine::policy::{self, fields};
 use serde_json::{json, Map, Value};
 
 /// One value the import could not carry over exactly.
@@ -23,56 +35,160 @@ pub struct Warning {
 pub struct Imported {
     pub document: Option<Value>,
     pub warnings: Vec<Warning>,
-    /// How many VirtualServices / route configurations held CORS configuration.
+    /// Input that cannot be imported without a guess (a resource without a namespace): nothing is
+    /// printed when there is any.
+    pub errors: Vec<Warning>,
+    /// What to remove or disable once the filter serves those routes, so that two CORS
+    /// implementations never act on one request: `<resource>: <field>`.
+    pub remove: Vec<String>,
+    /// How many resources / route configurations held CORS configuration.
     pub sources: usize,
 }
 
+/// One Kubernetes object (or other document) of the input.
+pub(crate) struct Object {
+    /// `document N` (`document N, items[K]` inside a `kind: List`).
+    pub label: String,
+    pub value: Value,
+}
+
+impl Object {
+    pub fn kind(&self) -> &str {
+        self.value.get("kind").and_then(Value::as_str).unwrap_or("")
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.value.pointer("/metadata/name").and_then(Value::as_str)
+    }
+
+    /// Its namespace as the input gives it, else `fallback` (`--namespace`).
+    pub fn namespace_or<'a>(&'a self, fallback: Option<&'a str>) -> Option<&'a str> {
+        self.value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .or(fallback)
+    }
+}
+
 #[derive(Default)]
-struct Importer {
+pub(crate) struct Importer {
     policies: Map<String, Value>,
     /// Rules keyed on a route or a route name come before those keyed on a whole resource.
     specific_rules: Vec<Value>,
     broad_rules: Vec<Value>,
     warnings: Vec<Warning>,
+    errors: Vec<Warning>,
+    remove: Vec<String>,
     sources: usize,
+    /// `--namespace`: the namespace of resources that have none.
+    namespace: Option<String>,
+    /// `--proxy envoy-gateway`: key HTTPRoute CORS filters on hosts and paths, not on the route
+    /// names Istio gives them.
+    host_path_keys: bool,
 }
 
-/// Imports every VirtualService and Envoy route configuration of a (multi-document) YAML or JSON
-/// text. `Err` is a text that cannot be read at all.
-pub fn import(text: &str) -> Result<Imported, String> {
-    let mut importer = Importer::default();
+/// The proxy that will run the filter, where the sources' keys depend on it (`--proxy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proxy {
+    /// Istio (gateways, sidecars, waypoints): route names as Istio generates them.
+    Istio,
+    /// Envoy Gateway (or any proxy): HTTPRoutes by their hostnames and path prefixes.
+    EnvoyGateway,
+}
+
+/// The objects of a (multi-document) YAML or JSON text, `kind: List` items one by one. `Err` is a
+/// text that cannot be read at all.
+pub(crate) fn objects(text: &str) -> Result<Vec<Object>, String> {
+    fn push(objects: &mut Vec<Object>, label: String, value: Value) {
+        if value.get("kind").and_then(Value::as_str) == Some("List") {
+            let items = value.get("items").and_then(Value::as_array).cloned();
+            for (k, item) in items.unwrap_or_default().into_iter().enumerate() {
+                push(objects, format!("{label}, items[{k}]"), item);
+            }
+        } else if !value.is_null() {
+            objects.push(Object { label, value });
+        }
+    }
+    let mut found = Vec::new();
     for (index, yaml) in serde_norway::Deserializer::from_str(text).enumerate() {
         let document: Value = serde::Deserialize::deserialize(yaml)
             .map_err(|e| format!("YAML document {}: {e}", index + 1))?;
-        let label = format!("document {}", index + 1);
-        if document.get("kind").and_then(Value::as_str) == Some("VirtualService") {
-            importer.virtual_service(&document, &label);
-        } else {
-            importer.envoy(&document, &label, "");
+        push(&mut found, format!("document {}", index + 1), document);
+    }
+    Ok(found)
+}
+
+/// Imports every source of a (multi-document) YAML or JSON text. `namespace` stands for the
+/// namespace of resources that have none (`--namespace`); without it they are errors. `proxy` is
+/// where the filter will run (`--proxy`). `Err` is a text that cannot be read at all.
+pub fn import(text: &str, namespace: Option<&str>, proxy: Proxy) -> Result<Imported, String> {
+    let objects = objects(text)?;
+    let mut importer = Importer {
+        namespace: namespace.map(str::to_owned),
+        host_path_keys: proxy == Proxy::EnvoyGateway,
+        ..Importer::default()
+    };
+    for object in &objects {
+        match object.kind() {
+            "VirtualService" => importer.virtual_service(object, &objects),
+            "Ingress" => {}
+            "HTTPRoute" => importer.http_route(object, &objects),
+            "SecurityPolicy" => importer.security_policy(object, &objects),
+            _ => importer.envoy(&object.value, &object.label, ""),
         }
     }
+    // Ingresses together: nginx chooses among the paths of every Ingress of a host.
+    importer.ingresses(&objects);
     let Importer {
         policies,
         mut specific_rules,
         broad_rules,
         warnings,
+        errors,
+        remove,
         sources,
+        ..
     } = importer;
     specific_rules.extend(broad_rules);
     // Rules alone (each with policy null) would import nothing.
-    let document = (!policies.is_empty()).then(|| {
+    let document = (!policies.is_empty() && errors.is_empty()).then(|| {
         let mut doc = Map::new();
-        if !policies.is_empty() {
-            doc.insert("policies".into(), Value::Object(policies));
-        }
+        doc.insert("policies".into(), Value::Object(policies));
         doc.insert("rules".into(), Value::Array(specific_rules));
         Value::Object(doc)
     });
     Ok(Imported {
         document,
         warnings,
+        errors,
+        remove,
         sources,
     })
+}
+
+/// The `unmatched_preflights` option for forwarding or rejecting, as the policy declares it.
+fn unmatched_preflights(forward: bool) -> &'static str {
+    use fields::Choice as _;
+    let wanted = if forward {
+        policy::UnmatchedPreflights::Forward
+    } else {
+        policy::UnmatchedPreflights::Reject
+    };
+    let index = policy::UnmatchedPreflights::VALUES
+        .iter()
+        .position(|v| *v == wanted);
+    match (fields::UNMATCHED_PREFLIGHTS.kind, index) {
+        (fields::Kind::Choice { options }, Some(i)) => options.get(i).copied().unwrap_or_default(),
+        _ => "",
+    }
+}
+
+/// The largest `max_age` a policy takes.
+pub(crate) fn max_age_cap() -> f64 {
+    match fields::MAX_AGE.kind {
+        fields::Kind::Integer { max, .. } => max as f64,
+        _ => 0.0,
+    }
 }
 
 /// A policy name from free text: `[A-Za-z0-9_-]`, at most 64 characters.
@@ -129,7 +245,7 @@ fn duration_seconds(text: &str) -> Option<f64> {
 
 /// The pieces of a CORS configuration, whichever format it came in.
 #[derive(Default)]
-struct Cors {
+pub(crate) struct Cors {
     /// `(path, kind, value)`: kind is exact, prefix, suffix, regex, contains.
     origins: Vec<(String, String, String)>,
     methods: Option<Vec<String>>,
@@ -141,6 +257,11 @@ struct Cors {
     forward_unmatched: bool,
     /// `(path, note)` of settings carried over with a different detail (not a widening).
     notes: Vec<(String, String)>,
+    /// Where credentials were allowed, for the warning when they go with any origin.
+    credentials_path: Option<String>,
+    /// What a browser got from the source for any origin with credentials, when the source's
+    /// answer was not "every site may read credentialed responses".
+    any_origin_credentials: Option<String>,
 }
 
 fn split_list(text: &str) -> Vec<String> {
@@ -162,6 +283,13 @@ fn string_list(value: Option<&Value>) -> Option<Vec<String>> {
 }
 
 impl Importer {
+    /// Adds to the list of what to remove (once).
+    fn note_removal(&mut self, item: String) {
+        if !self.remove.contains(&item) {
+            self.remove.push(item);
+        }
+    }
+
     fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.warnings.push(Warning {
             path: path.into(),
@@ -173,28 +301,72 @@ impl Importer {
     // Istio VirtualService
     // --------------------------------------------------------------------------------------------
 
-    fn virtual_service(&mut self, vs: &Value, label: &str) {
-        let name = vs.pointer("/metadata/name").and_then(Value::as_str);
-        let namespace = vs
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        let Some(name) = name else {
+    /// The namespace of a resource: its own, else `--namespace`; without either an error (never a
+    /// guess: the namespace is part of every key a rule matches on).
+    pub(crate) fn namespace_of(&mut self, object: &Object) -> Option<String> {
+        if let Some(namespace) = object.namespace_or(self.namespace.as_deref()) {
+            return Some(namespace.to_owned());
+        }
+        self.errors.push(Warning {
+            path: format!(
+                "{} ({} {}): metadata.namespace",
+                object.label,
+                object.kind(),
+                object.name().unwrap_or("(unnamed)")
+            ),
+            message: "missing: rules name resources by namespace; export with the namespace (kubectl get -o yaml prints it) or give --namespace NS for the resources that have none".into(),
+        });
+        None
+    }
+
+    fn virtual_service(&mut self, object: &Object, all: &[Object]) {
+        let vs = &object.value;
+        let label = object.label.as_str();
+        let Some(name) = object.name() else {
             self.warn(
                 format!("{label}: metadata.name"),
                 "a VirtualService without a name: not imported",
             );
             return;
         };
-        let here = format!("{label} (VirtualService {namespace}/{name})");
-        let resource = format!("{namespace}/{name}");
         let http = vs
             .pointer("/spec/http")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let with_cors: Vec<usize> = (0..http.len())
-            .filter(|&i| http[i].get("corsPolicy").is_some_and(|c| !c.is_null()))
+        let has_cors = http
+            .iter()
+            .any(|e| e.get("corsPolicy").is_some_and(|c| !c.is_null()));
+        let delegates = http.iter().any(|e| e.get("delegate").is_some());
+        if !has_cors && !delegates {
+            return;
+        }
+        let Some(namespace) = self.namespace_of(object) else {
+            return;
+        };
+        let here = format!("{label} (VirtualService {namespace}/{name})");
+        let resource = format!("{namespace}/{name}");
+        if istio::is_delegate(vs) {
+            // Its routes are imported with the root that delegates to it.
+            if has_cors && !istio::has_root(all, &namespace, name, self.namespace.as_deref()) {
+                self.sources += 1;
+                self.warn(
+                    format!("{here}: spec.hosts"),
+                    "a delegate VirtualService (no hosts): Istio names its routes <root route>-<route> and gives them the root VirtualService's istio.config (mergeHTTPRoute), so no rule naming this VirtualService can select them; its root is not in the input: not imported (these routes get no CORS handling; import it together with its root)",
+                );
+                for (i, entry) in http.iter().enumerate() {
+                    if entry.get("corsPolicy").is_some_and(|c| !c.is_null()) {
+                        self.note_removal(format!(
+                            "VirtualService {resource}: spec.http[{i}].corsPolicy"
+                        ));
+                    }
+                }
+            }
+            return;
+        }
+        let entries = istio::entries(self, &here, &namespace, &http, all);
+        let with_cors: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].cors.is_some())
             .collect();
         if with_cors.is_empty() {
             return;
@@ -203,46 +375,52 @@ impl Importer {
         let converted: Vec<(usize, Option<Value>)> = with_cors
             .iter()
             .map(|&i| {
-                let path = format!("{here}: spec.http[{i}].corsPolicy");
-                let cors = self.istio_cors(&http[i]["corsPolicy"], &path);
+                let (cors, path, remove) = entries[i].cors.clone().unwrap_or_default();
+                let cors = self.istio_cors(&cors, &path);
+                self.note_removal(remove);
                 (i, self.policy(cors, &path))
             })
             .collect();
         // One rule for the whole VirtualService when every http entry has the same CORS policy.
         let same_everywhere =
-            with_cors.len() == http.len() && converted.windows(2).all(|w| w[0].1 == w[1].1);
+            with_cors.len() == entries.len() && converted.windows(2).all(|w| w[0].1 == w[1].1);
         if same_everywhere {
             let policy = converted.first().and_then(|(_, p)| p.clone());
             let policy = self.add_policy(&policy_name(&format!("{namespace}-{name}")), policy);
             self.broad_rules.push(json!({
-                "match": { "virtual_service": resource },
+                "match": { fields::VIRTUAL_SERVICE.name: resource },
                 "policy": policy,
             }));
             return;
         }
         for (i, policy) in converted {
-            let entry = &http[i];
-            let Some(route) = entry.get("name").and_then(Value::as_str) else {
+            let entry = &entries[i];
+            // An unnamed entry whose every match has a name: Istio names its routes
+            // `.<match name>` (the empty entry name, a dot, the match name).
+            let named_matches =
+                !entry.match_names.is_empty() && entry.match_names.iter().all(Option::is_some);
+            let Some(route) = entry.name.as_deref().or(named_matches.then_some("")) else {
                 self.warn(
-                    format!("{here}: spec.http[{i}]"),
+                    entry.path.clone(),
                     "an http entry without a name shares its routes' names with the VirtualService's other entries, which have another CORS policy: not imported (its routes get no CORS handling; give the entry a name and import again)",
                 );
                 continue;
             };
+            let first_match = entry.match_names.iter().flatten().next();
+            let label = if route.is_empty() {
+                first_match.map_or("", String::as_str)
+            } else {
+                route
+            };
             let policy =
-                self.add_policy(&policy_name(&format!("{namespace}-{name}-{route}")), policy);
+                self.add_policy(&policy_name(&format!("{namespace}-{name}-{label}")), policy);
             // Istio names the route `<name>.<match name>` for a match with a name.
             let mut routes: Vec<String> = Vec::new();
-            let matches = entry
-                .get("match")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if matches.is_empty() {
+            if entry.match_names.is_empty() {
                 routes.push(route.to_owned());
             }
-            for m in &matches {
-                let full = match m.get("name").and_then(Value::as_str) {
+            for match_name in &entry.match_names {
+                let full = match match_name {
                     Some(match_name) => format!("{route}.{match_name}"),
                     None => route.to_owned(),
                 };
@@ -252,14 +430,14 @@ impl Importer {
             }
             for route in routes {
                 self.specific_rules.push(json!({
-                    "match": { "virtual_service": resource, "route": route },
+                    "match": { fields::VIRTUAL_SERVICE.name: resource, fields::ROUTE.name: route },
                     "policy": policy,
                 }));
             }
         }
     }
 
-    fn istio_cors(&mut self, cors: &Value, path: &str) -> Cors {
+    pub(crate) fn istio_cors(&mut self, cors: &Value, path: &str) -> Cors {
         let mut out = Cors::default();
         let mut origins_given = false;
         if let Some(items) = cors.get("allowOrigins").and_then(Value::as_array) {
@@ -300,6 +478,7 @@ impl Importer {
             out.max_age = Some((format!("{path}.maxAge"), age.to_owned()));
         }
         out.credentials = cors.get("allowCredentials").and_then(Value::as_bool) == Some(true);
+        out.credentials_path = Some(format!("{path}.allowCredentials"));
         // Istio forwards preflights that do not match unless unmatchedPreflights is IGNORE.
         match cors.get("unmatchedPreflights").and_then(Value::as_str) {
             Some("IGNORE") => {
@@ -309,7 +488,16 @@ impl Importer {
                     "IGNORE: Envoy answers a preflight that does not match itself with 200 and no CORS headers; imported as unmatched_preflights: reject, which answers 403 and no CORS headers (the browser refuses both alike)".into(),
                 ));
             }
-            _ => out.forward_unmatched = true,
+            other => {
+                out.forward_unmatched = true;
+                out.notes.push((
+                    format!("{path}.unmatchedPreflights"),
+                    format!("{} Envoy forwards a preflight upstream only when its origin does not match, and answers every preflight from an allowed origin itself (one asking for a method or header outside the lists gets 200 without the grant, which the browser refuses); imported as unmatched_preflights: forward, which forwards every preflight that fails any check (origin, method or headers): the browser's outcome differs only where the upstream answers such a preflight with CORS headers of its own", match other {
+                        Some(value) => format!("{value}:"),
+                        None => "absent (FORWARD):".to_owned(),
+                    }),
+                ));
+            }
         }
         out
     }
@@ -364,6 +552,7 @@ impl Importer {
                 .unwrap_or_default();
             let vhost_policy = envoy_cors_of(vhost, &vhost_path).map(|(cors, cors_path)| {
                 found = true;
+                self.note_removal(cors_path.clone());
                 let cors = self.envoy_cors(cors, &cors_path);
                 let policy = self.policy(cors, &cors_path);
                 self.add_policy(&policy_name(vhost_name), policy)
@@ -394,6 +583,7 @@ impl Importer {
                     continue;
                 };
                 found = true;
+                self.note_removal(cors_path.clone());
                 let Some(route_name) = route_name else {
                     self.warn(
                         route_path,
@@ -420,6 +610,7 @@ impl Importer {
         }
         if found {
             self.sources += 1;
+            self.note_removal(format!("{path}: the envoy.filters.http.cors HTTP filter of this route configuration's listener, once no route needs it"));
         }
     }
 
@@ -468,6 +659,7 @@ impl Importer {
             out.max_age = Some((format!("{path}.max_age"), format!("{age}s")));
         }
         out.credentials = cors.get("allow_credentials").and_then(Value::as_bool) == Some(true);
+        out.credentials_path = Some(format!("{path}.allow_credentials"));
         out.private_network = cors
             .get("allow_private_network_access")
             .and_then(Value::as_bool)
@@ -490,7 +682,7 @@ impl Importer {
     // --------------------------------------------------------------------------------------------
 
     /// The policy of one CORS configuration; `None` (no CORS handling) when no origin is left.
-    fn policy(&mut self, cors: Cors, path: &str) -> Option<Value> {
+    pub(crate) fn policy(&mut self, cors: Cors, path: &str) -> Option<Value> {
         for (note_path, note) in &cors.notes {
             self.warn(note_path.clone(), note.clone());
         }
@@ -498,7 +690,48 @@ impl Importer {
         let mut regexes: Vec<String> = Vec::new();
         // Where each pattern came from, for the warning if the policy refuses it.
         let mut from: BTreeMap<String, String> = BTreeMap::new();
+        let any_paths: Vec<String> = cors
+            .origins
+            .iter()
+            .filter(|(_, kind, value)| is_any_origin(kind, value))
+            .map(|(p, _, _)| p.clone())
+            .collect();
+        let listed = cors.origins.len() > any_paths.len();
+        let mut credentials = cors.credentials;
+        // Any origin with credentials: keep the listed origins' credentials when there are
+        // any, else every origin without credentials.
+        let mut any = !any_paths.is_empty();
+        if any && credentials {
+            let before = cors.any_origin_credentials.clone().unwrap_or_else(|| {
+                "every site could read responses to credentialed requests (cookies, HTTP authentication): the origin was echoed with Access-Control-Allow-Credentials: true".to_owned()
+            });
+            if listed {
+                any = false;
+                for any_path in &any_paths {
+                    self.warn(
+                        any_path.clone(),
+                        format!("any origin with credentials: {before}; not imported: the listed origins keep credentialed access, and a browser now refuses every other origin"),
+                    );
+                }
+            } else {
+                credentials = false;
+                self.warn(
+                    cors.credentials_path.clone().unwrap_or_else(|| path.to_owned()),
+                    format!("any origin with credentials: {before}; imported as any origin without credentials (Access-Control-Allow-Origin: *): a browser still sends uncredentialed requests from any origin, and refuses credentialed ones; list the origins that need credentials instead"),
+                );
+            }
+        }
         for (origin_path, kind, value) in &cors.origins {
+            if is_any_origin(kind, value) {
+                if any && !origins.iter().any(|o| o == "*") {
+                    origins.push("*".to_owned());
+                }
+                continue;
+            }
+            if any {
+                // `*` covers every other pattern.
+                continue;
+            }
             match kind.as_str() {
                 "exact" => {
                     from.insert(format!("o:{value}"), origin_path.clone());
@@ -554,32 +787,38 @@ impl Importer {
             return None;
         }
         let mut policy = Map::new();
-        policy.insert("allow_origins".into(), json!(origins));
+        policy.insert(fields::ALLOW_ORIGINS.name.into(), json!(origins));
         if !regexes.is_empty() {
-            policy.insert("allow_origin_regexes".into(), json!(regexes));
+            policy.insert(fields::ALLOW_ORIGIN_REGEXES.name.into(), json!(regexes));
         }
         if let Some(methods) = cors.methods {
-            policy.insert("allow_methods".into(), json!(methods));
+            policy.insert(fields::ALLOW_METHODS.name.into(), json!(methods));
         }
         if let Some(headers) = cors.headers {
             let lower: Vec<String> = headers.iter().map(|h| h.to_ascii_lowercase()).collect();
-            policy.insert("allow_headers".into(), json!(lower));
+            policy.insert(fields::ALLOW_HEADERS.name.into(), json!(lower));
         }
         if let Some(expose) = cors.expose {
-            policy.insert("expose_headers".into(), json!(expose));
+            policy.insert(fields::EXPOSE_HEADERS.name.into(), json!(expose));
         }
         if let Some((age_path, age)) = &cors.max_age {
             match duration_seconds(age) {
                 Some(seconds) => {
                     let whole = seconds.floor();
-                    let capped = whole.min(86_400.0);
+                    let cap = max_age_cap();
+                    let capped = whole.min(cap);
                     if capped != seconds {
+                        let browser = if whole > cap {
+                            format!(" (no browser caches a preflight longer: Firefox stops at {cap}, Chromium at 7200; nothing changes for a browser)")
+                        } else {
+                            String::new()
+                        };
                         self.warn(
                             age_path.clone(),
-                            format!("{age:?}: imported as {capped} seconds (whole seconds, at most 86400)"),
+                            format!("{age:?}: imported as {capped} seconds (whole seconds, at most {cap}){browser}"),
                         );
                     }
-                    policy.insert("max_age".into(), json!(capped as u64));
+                    policy.insert(fields::MAX_AGE.name.into(), json!(capped as u64));
                 }
                 None => self.warn(
                     age_path.clone(),
@@ -587,19 +826,15 @@ impl Importer {
                 ),
             }
         }
-        if cors.credentials {
-            policy.insert("allow_credentials".into(), json!(true));
+        if credentials {
+            policy.insert(fields::ALLOW_CREDENTIALS.name.into(), json!(true));
         }
         if cors.private_network {
-            policy.insert("allow_private_network".into(), json!(true));
+            policy.insert(fields::ALLOW_PRIVATE_NETWORK.name.into(), json!(true));
         }
         policy.insert(
-            "unmatched_preflights".into(),
-            json!(if cors.forward_unmatched {
-                "forward"
-            } else {
-                "reject"
-            }),
+            fields::UNMATCHED_PREFLIGHTS.name.into(),
+            json!(unmatched_preflights(cors.forward_unmatched)),
         );
         self.repaired(policy, path, &from)
     }
@@ -614,11 +849,11 @@ impl Importer {
     ) -> Option<Value> {
         for _ in 0..64 {
             if policy
-                .get("allow_origin_regexes")
+                .get(fields::ALLOW_ORIGIN_REGEXES.name)
                 .and_then(Value::as_array)
                 .is_some_and(Vec::is_empty)
             {
-                policy.remove("allow_origin_regexes");
+                policy.remove(fields::ALLOW_ORIGIN_REGEXES.name);
             }
             let text = Value::Object(policy.clone()).to_string();
             let errors = match policy::load(&text) {
@@ -652,10 +887,12 @@ impl Importer {
                 let item = items.remove(index);
                 removed = true;
                 let value = item.as_str().unwrap_or_default().to_owned();
-                let key = match field {
-                    "allow_origin_regexes" => format!("r:{value}"),
-                    "allow_origins" => format!("o:{value}"),
-                    _ => String::new(),
+                let key = if field == fields::ALLOW_ORIGIN_REGEXES.name {
+                    format!("r:{value}")
+                } else if field == fields::ALLOW_ORIGINS.name {
+                    format!("o:{value}")
+                } else {
+                    String::new()
                 };
                 let source = from
                     .get(&key)
@@ -664,11 +901,11 @@ impl Importer {
                 self.warn(source, format!("{}: not imported", messages.join("; ")));
             }
             let no_origin = policy
-                .get("allow_origins")
+                .get(fields::ALLOW_ORIGINS.name)
                 .and_then(Value::as_array)
                 .map_or(true, Vec::is_empty)
                 && policy
-                    .get("allow_origin_regexes")
+                    .get(fields::ALLOW_ORIGIN_REGEXES.name)
                     .and_then(Value::as_array)
                     .map_or(true, Vec::is_empty);
             if no_origin {
@@ -692,7 +929,7 @@ impl Importer {
     }
 
     /// Adds a policy under a name (reusing an identical one); the name, or null for none.
-    fn add_policy(&mut self, name: &str, policy: Option<Value>) -> Value {
+    pub(crate) fn add_policy(&mut self, name: &str, policy: Option<Value>) -> Value {
         let Some(policy) = policy else {
             return Value::Null;
         };
@@ -707,6 +944,15 @@ impl Importer {
         }
         self.policies.insert(unique.clone(), policy);
         json!(unique)
+    }
+}
+
+/// `*`, or an Istio/Envoy regex that matches every origin.
+fn is_any_origin(kind: &str, value: &str) -> bool {
+    match kind {
+        "exact" => value == "*",
+        "regex" => matches!(value, ".*" | "^.*$" | ".+" | "^.+$" | "(.*)"),
+        _ => false,
     }
 }
 

@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use crate::policy::{Config, Rule};
+use crate::policy::{self, Config, Rule};
 
 /// A fact about a request's route that selection can look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,7 +25,7 @@ pub enum RouteFact {
     VirtualHost,
     /// `xds.route_metadata.filter_metadata.istio.config`: the Istio resource the route came from,
     /// `/apis/<group>/<version>/namespaces/<ns>/<kind>/<name>` (docs/istio.md). Read only by
-    /// rules with `virtual_service`.
+    /// rules with `virtual_service`, and by rules with `http_route` whose route name matched.
     IstioConfig,
     /// `:authority`, port included.
     Authority,
@@ -287,6 +287,11 @@ impl Config {
         if let Some(resource) = &rule.http_route {
             match facts.get(RouteFact::RouteName) {
                 Some(route) if resource.is_http_route_rule(route) => {}
+                _ => return false,
+            }
+            // A VirtualService written by hand can name an entry `<ns>.<name>.<index>` too.
+            match facts.get(RouteFact::IstioConfig) {
+                Some(config) if policy::is_generated_from_gateway_api(config) => {}
                 _ => return false,
             }
         }
