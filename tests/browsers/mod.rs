@@ -176,6 +176,7 @@ fn own_group(cmd: &mut Command) -> &mut Command {
 /// whole group.
 pub struct Group {
     child: Child,
+    stopped: bool,
 }
 
 impl Group {
@@ -187,7 +188,10 @@ impl Group {
                 cmd.get_program()
             )
         });
-        Group { child }
+        Group {
+            child,
+            stopped: false,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -199,24 +203,35 @@ impl Group {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// SIGTERM to the group, up to `grace` for the leader to end, then SIGKILL to the group; the
-    /// leader is reaped. Idempotent.
-    fn stop(&mut self, grace: Duration) {
+    /// Sends `signal` to the group, as long as a process of it exists (a zombie too: the group's
+    /// id cannot have been given to anyone else then).
+    fn signal(&self, signal: i32) {
         let pgid = self.pid();
-        // SAFETY: plain syscalls on the process group this guard created.
-        unsafe { kill(-pgid, SIGTERM) };
+        if group_has(pgid, true) {
+            // SAFETY: a plain syscall, on the process group this guard created.
+            unsafe { kill(-pgid, signal) };
+        }
+    }
+
+    /// SIGTERM to the group, up to `grace` for the leader to end, then SIGKILL to the group; the
+    /// leader is reaped. Once only.
+    fn stop(&mut self, grace: Duration) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        self.signal(SIGTERM);
         let deadline = Instant::now() + grace;
         while self.running() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(25));
         }
         // Helpers that outlive the leader (renderers, content and web processes) go too.
-        unsafe { kill(-pgid, SIGKILL) };
+        self.signal(SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
         // Up to a second for the rest of the group to be gone (zombies waiting for init to reap
         // them write nothing).
         let deadline = Instant::now() + Duration::from_secs(1);
-        while group_alive(pgid) && Instant::now() < deadline {
+        while group_has(self.pid(), false) && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(25));
         }
     }
@@ -228,9 +243,9 @@ impl Drop for Group {
     }
 }
 
-/// Whether a process of group `pgid` is still running (not a zombie), from `/proc/<pid>/stat`:
-/// `pid (comm) state ppid pgrp ...`.
-fn group_alive(pgid: i32) -> bool {
+/// Whether group `pgid` has a process (`zombies`: counting those that have ended but are not
+/// reaped yet), from `/proc/<pid>/stat`: `pid (comm) state ppid pgrp ...`.
+fn group_has(pgid: i32, zombies: bool) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
     };
@@ -241,7 +256,7 @@ fn group_alive(pgid: i32) -> bool {
             .rsplit_once(')')
             .map(|(_, rest)| rest.split_whitespace().collect())
             .unwrap_or_default();
-        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+        fields.len() > 2 && (zombies || fields[0] != "Z") && fields[2] == pgid.to_string()
     })
 }
 
