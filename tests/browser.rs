@@ -331,10 +331,10 @@ fn assert_counters_exactly(envoy: &Envoy, expected: &[(&str, u64)]) {
 }
 
 /// Whether the engine reuses a cached preflight answer when the API's host is an IP address.
-/// Firefox does not: it checks a cached preflight against its DNS cache before each use
-/// (`CORSCacheEntry::CheckDNSCache` in Gecko's `netwerk/protocol/http/nsCORSListenerProxy.cpp`),
-/// and an IP-address host has no DNS entry, so every request sends its preflight again
-/// (docs/browsers.md). `what_each_browser_does` proves it in each engine.
+/// Firefox does not: every request sends its preflight again (likely because Gecko checks a cached
+/// preflight against its DNS cache before each use, `CORSCacheEntry::CheckDNSCache` in
+/// `netwerk/protocol/http/nsCORSListenerProxy.cpp`, and an IP-address host has no entry there;
+/// docs/browsers.md). `what_each_browser_does` proves it in each engine.
 fn reuses_preflights_on_ip_hosts(engine: Engine) -> bool {
     engine != Engine::Firefox
 }
