@@ -7,7 +7,8 @@
 #   make run-native  the same with the dynamic module (envoy/dynamic-module/envoy.yaml)
 #   make unit    the inner loop: fmt, native clippy, `cargo test` (every test without Envoy or a
 #                wasm build: seconds after a build)
-#   make e2e     the real-Envoy suites (every real-Envoy test once per build: wasm and dynamic module)
+#   make e2e     the real-Envoy suites (every real-Envoy test once per build: wasm and dynamic module;
+#                the browser suite in Chromium, Firefox and WebKitGTK, each one installed)
 #   make test    fmt + clippy (native and wasm) + cargo test + make e2e, then the compose
 #                suite (make compose-test) when a Docker engine is present
 #   make compose build, then envoy/docker-compose.yaml up: the filter in front of a separate
@@ -111,11 +112,15 @@ unit: wasm-target
 	cargo test
 
 # The real-Envoy suites (tests/e2e_*.rs, tests/browser.rs, tests/packaging.rs: feature `e2e` of the
-# root crate), against the built modules and the debug CLI.
+# root crate), against the built modules and the debug CLI. BROWSERS: the browser engines installed
+# here (scripts/browser-engines.sh says which are missing; BROWSER_SUITE=required, as in CI,
+# requires all three).
 e2e: venv build
 	cargo build -p cors-policy
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
-		CORS_POLICY="$(abspath target/debug/cors-policy)" cargo test -p cors-proxy-wasm --features e2e --tests
+		CORS_POLICY="$(abspath target/debug/cors-policy)" BROWSERS="$$(scripts/browser-engines.sh)" \
+		cargo test -p cors-proxy-wasm --features e2e --tests
+	@scripts/browser-engines.sh >/dev/null
 
 test: venv lint build
 	cargo test
