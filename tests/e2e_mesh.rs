@@ -570,22 +570,21 @@ fn each_route_shape_istio_generates_picks_its_policy() {
     }
 }
 
+/// The partner route's preflight, as the default plugin config allows it.
+#[track_caller]
+fn assert_partner_allowed(mesh: &Mesh) {
+    let r = mesh.send(
+        &Req::preflight("/partner/v1/a", "https://app.partner.example", "PUT")
+            .host("shop.example.com"),
+    );
+    assert_allowed_preflight(&r, "https://app.partner.example", "GET, PUT", Some("600"));
+}
+
 /// A refused ECDS update leaves the running filter in place, and only `config_fail` says so.
 #[test]
 fn an_ecds_update_with_a_bad_policy_is_refused_and_the_old_filter_keeps_serving() {
     let mut mesh = start_default();
-    let partner = |mesh: &Mesh| {
-        mesh.send(
-            &Req::preflight("/partner/v1/a", "https://app.partner.example", "PUT")
-                .host("shop.example.com"),
-        )
-    };
-    assert_allowed_preflight(
-        &partner(&mesh),
-        "https://app.partner.example",
-        "GET, PUT",
-        Some("600"),
-    );
+    assert_partner_allowed(&mesh);
 
     // A policy the filter refuses: a wildcard over a whole top-level domain, and an unknown
     // VirtualService name form.
@@ -613,12 +612,7 @@ fn an_ecds_update_with_a_bad_policy_is_refused_and_the_old_filter_keeps_serving(
         "the filter logs each error with its path; log:\n{log}"
     );
     // The previous policy still answers, on every shape.
-    assert_allowed_preflight(
-        &partner(&mesh),
-        "https://app.partner.example",
-        "GET, PUT",
-        Some("600"),
-    );
+    assert_partner_allowed(&mesh);
     let r = mesh.send(
         &Req::preflight("/x", "https://catalog.example.com", "DELETE").host("catalog.example.com"),
     );
@@ -672,18 +666,7 @@ fn an_ecds_update_to_a_dynamic_module_built_for_another_envoy_is_refused() {
         std::env::set_var("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
     }
     let mut mesh = start_default();
-    let partner = |mesh: &Mesh| {
-        mesh.send(
-            &Req::preflight("/partner/v1/a", "https://app.partner.example", "PUT")
-                .host("shop.example.com"),
-        )
-    };
-    assert_allowed_preflight(
-        &partner(&mesh),
-        "https://app.partner.example",
-        "GET, PUT",
-        Some("600"),
-    );
+    assert_partner_allowed(&mesh);
 
     let mut module = native_filter(&cors_native(), &plugin_config_json(PLUGIN_CONFIG));
     if by_name {
@@ -735,12 +718,7 @@ fn an_ecds_update_to_a_dynamic_module_built_for_another_envoy_is_refused() {
     }
     // Either way the preflight gets the same answer: from the wasm filter it had, or from the
     // module that replaced it.
-    assert_allowed_preflight(
-        &partner(&mesh),
-        "https://app.partner.example",
-        "GET, PUT",
-        Some("600"),
-    );
+    assert_partner_allowed(&mesh);
 }
 
 /// A file that passes istio-agent's check (it starts with the wasm magic number and version) but
