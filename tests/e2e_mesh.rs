@@ -41,6 +41,8 @@ use support::*;
 /// `<namespace>.<name>` of the WasmPlugin: the HTTP filter's name and its ECDS resource name.
 const FILTER: &str = "istio-system.cors";
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const DYNAMIC_MODULE_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
 const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
 const PREFLIGHT_VARY: &str =
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
@@ -259,7 +261,7 @@ impl Mesh {
                     "resource_api_version": "V3",
                     "initial_fetch_timeout": "0s"
                 },
-                "type_urls": [WASM_TYPE, RBAC_TYPE]
+                "type_urls": [WASM_TYPE, RBAC_TYPE, DYNAMIC_MODULE_TYPE]
             }
         }));
         filters.push(json!({
@@ -568,22 +570,21 @@ fn each_route_shape_istio_generates_picks_its_policy() {
     }
 }
 
+/// The partner route's preflight, as the default plugin config allows it.
+#[track_caller]
+fn assert_partner_allowed(mesh: &Mesh) {
+    let r = mesh.send(
+        &Req::preflight("/partner/v1/a", "https://app.partner.example", "PUT")
+            .host("shop.example.com"),
+    );
+    assert_allowed_preflight(&r, "https://app.partner.example", "GET, PUT", Some("600"));
+}
+
 /// A refused ECDS update leaves the running filter in place, and only `config_fail` says so.
 #[test]
 fn an_ecds_update_with_a_bad_policy_is_refused_and_the_old_filter_keeps_serving() {
     let mut mesh = start_default();
-    let partner = |mesh: &Mesh| {
-        mesh.send(
-            &Req::preflight("/partner/v1/a", "https://app.partner.example", "PUT")
-                .host("shop.example.com"),
-        )
-    };
-    assert_allowed_preflight(
-        &partner(&mesh),
-        "https://app.partner.example",
-        "GET, PUT",
-        Some("600"),
-    );
+    assert_partner_allowed(&mesh);
 
     // A policy the filter refuses: a wildcard over a whole top-level domain, and an unknown
     // VirtualService name form.
@@ -611,12 +612,7 @@ fn an_ecds_update_with_a_bad_policy_is_refused_and_the_old_filter_keeps_serving(
         "the filter logs each error with its path; log:\n{log}"
     );
     // The previous policy still answers, on every shape.
-    assert_allowed_preflight(
-        &partner(&mesh),
-        "https://app.partner.example",
-        "GET, PUT",
-        Some("600"),
-    );
+    assert_partner_allowed(&mesh);
     let r = mesh.send(
         &Req::preflight("/x", "https://catalog.example.com", "DELETE").host("catalog.example.com"),
     );
@@ -656,6 +652,73 @@ fn an_ecds_update_with_a_bad_policy_is_refused_and_the_old_filter_keeps_serving(
         );
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The dynamic module delivered by ECDS in place of the running wasm filter: refused by any Envoy
+/// but the one it is built for (docs/dynamic-module.md, *Which Envoy*), and the wasm filter keeps
+/// serving; taken by Envoy 1.40, where the module then answers with the same policy.
+#[test]
+fn an_ecds_update_to_a_dynamic_module_built_for_another_envoy_is_refused() {
+    // Before Envoy 1.38 a module is found by name only, in this directory (read by Envoy at start).
+    let by_name = envoy_release() < (1, 38, 0);
+    if by_name {
+        let dir = cors_native().parent().expect("module dir").to_path_buf();
+        std::env::set_var("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+    }
+    let mut mesh = start_default();
+    assert_partner_allowed(&mesh);
+
+    let mut module = native_filter(&cors_native(), &plugin_config_json(PLUGIN_CONFIG));
+    if by_name {
+        module["typed_config"]["dynamic_module_config"] = json!({ "name": "cors_proxy" });
+    }
+    let extension = json!({
+        "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        "name": FILTER,
+        "typed_config": module["typed_config"],
+    });
+    let update = mesh.update(&extension);
+    let log = mesh.envoy.log();
+    if envoy_runs_the_dynamic_module() {
+        assert_eq!(update, Update::Taken, "log:\n{log}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while mesh
+            .envoy
+            .stats(r"^dynamicmodulescustom\.cors\.")
+            .is_empty()
+        {
+            // The module's counters appear once its configuration is in place.
+            assert!(
+                Instant::now() < deadline,
+                "the module never took over:\n{log}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    } else {
+        assert_eq!(
+            update,
+            Update::Refused {
+                config_reload_rose: true
+            },
+            "log:\n{log}"
+        );
+        let log = mesh
+            .envoy
+            .log_containing("refused to load", Duration::from_secs(5));
+        let refusals = log
+            .lines()
+            .filter(|l| l.contains("(dynamic module) refused to load: it is built for Envoy 1.40"))
+            .count();
+        assert_eq!(refusals, 1, "one refusal line:\n{log}");
+        assert_eq!(
+            mesh.envoy.stats(r"^dynamicmodulescustom\."),
+            Default::default(),
+            "a mismatched module defined counters"
+        );
+    }
+    // Either way the preflight gets the same answer: from the wasm filter it had, or from the
+    // module that replaced it.
+    assert_partner_allowed(&mesh);
 }
 
 /// A file that passes istio-agent's check (it starts with the wasm magic number and version) but

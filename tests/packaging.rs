@@ -866,10 +866,17 @@ fn oci_layout_has_matching_digests_sizes_and_the_module() {
     );
     let manifest = json_file(&manifest_blob);
     assert_eq!(manifest["schemaVersion"], 2);
-    assert_eq!(
-        manifest["annotations"]["module.wasm.image/variant"],
-        "compat"
-    );
+    // The Wasm image variant, and the standard annotations: what the image is, its version, where
+    // its source is, under which licence.
+    let annotations = &manifest["annotations"];
+    let expected = serde_json::json!({
+        "module.wasm.image/variant": "compat",
+        "org.opencontainers.image.licenses": "Apache-2.0",
+        "org.opencontainers.image.source": "https://github.com/cors-proxy-wasm/cors-proxy-wasm",
+        "org.opencontainers.image.title": "cors-proxy-wasm",
+        "org.opencontainers.image.version": "1.2.3",
+    });
+    assert_eq!(annotations, &expected);
     let config_blob = check_descriptor(
         &layout,
         &manifest["config"],
@@ -1135,9 +1142,11 @@ fn dynamic_symbols(file: &Path, defined: bool, prefix: &str) -> BTreeSet<String>
 }
 
 /// The dynamic module against the Envoy binary it is built for. Envoy resolves names only, so:
-/// - every callback the module imports is one Envoy exports, and the list is exactly the one
-///   below, each exercised end to end by the named real-Envoy tests (`native::`), since a
-///   changed signature would not be caught at load;
+/// - the module links against none of Envoy's callbacks (it looks them up with `dlsym` once it
+///   has checked which Envoy it is in: `dynamic-module/src/hosting.rs`);
+/// - every callback it declares (`dynamic-module/src/abi.rs`) is one Envoy exports, and the list
+///   is exactly the one below, each exercised end to end by the named real-Envoy tests
+///   (`native::`), since a changed signature would not be caught at load;
 /// - the module exports every HTTP filter hook this Envoy looks up (`strings` of the binary),
 ///   except the per-route config pair it does not use, and nothing else.
 #[test]
@@ -1186,7 +1195,19 @@ fn dynamic_module_symbols_match_the_envoy_it_is_built_for() {
             "rules_select_policy (route and virtual host)",
         ),
     ]);
-    let imported = dynamic_symbols(&module, false, "envoy_dynamic_module_callback_");
+    assert_eq!(
+        dynamic_symbols(&module, false, "envoy_"),
+        BTreeSet::new(),
+        "the module links against Envoy's symbols instead of resolving them at load"
+    );
+    let abi = read(&support::repo_root().join("dynamic-module/src/abi.rs"));
+    let imported: BTreeSet<String> = abi
+        .split("pub fn ")
+        .skip(1)
+        .filter_map(|rest| rest.split('(').next())
+        .filter(|name| name.starts_with("envoy_dynamic_module_callback_"))
+        .map(str::to_owned)
+        .collect();
     assert_eq!(
         imported,
         exercised

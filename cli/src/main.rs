@@ -21,6 +21,7 @@ use serde_json::Value;
 
 const USAGE: &str = "\
 usage:
+  cors-policy --version
   cors-policy check FILE
   cors-policy schema [--markdown-table]
   cors-policy import [--namespace NS] [--proxy istio|envoy-gateway] FILE
@@ -103,6 +104,10 @@ fn main() -> ExitCode {
             "schema takes no argument but --markdown-table".to_owned(),
         )),
         Some("import") => import_command(&args[1..], &mut out),
+        Some("-V" | "--version" | "version") if args.len() == 1 => {
+            println!("cors-policy {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -114,7 +114,8 @@ pub const STOP_ITERATION: u32 = 1;
 /// The version this module is built against, returned by `envoy_dynamic_module_on_program_init`.
 pub const ABI_VERSION: &std::ffi::CStr = c"v0.2.0";
 
-extern "C" {
+// Resolved at load, once the hosting Envoy is the one this module is built for (resolve.rs).
+crate::envoy_callbacks! {
     pub fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
     pub fn envoy_dynamic_module_callback_log_enabled(level: u32) -> bool;
 

@@ -42,9 +42,10 @@ unsafe fn stream<'a>(filter_module_ptr: ModulePtr) -> Option<(&'a Config, &'a St
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
-    guard(std::ptr::null(), || {
-        crate::logger::init();
-        ABI_VERSION.as_ptr()
+    guard(std::ptr::null(), || match crate::load::admit() {
+        Ok(()) => ABI_VERSION.as_ptr(),
+        // Envoy then refuses the configuration that asked for the module.
+        Err(()) => std::ptr::null(),
     })
 }
 

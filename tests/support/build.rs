@@ -29,10 +29,11 @@ impl Build {
         CURRENT.with(Cell::get)
     }
 
-    /// Runs a test body with this build as the current one.
-    pub fn run(self, test: fn()) {
+    /// Runs a test body (or a part of one, on a thread of its own) with this build as the current
+    /// one.
+    pub fn run<T>(self, test: impl FnOnce() -> T) -> T {
         CURRENT.with(|c| c.set(self));
-        test();
+        test()
     }
 
     pub fn name(self) -> &'static str {

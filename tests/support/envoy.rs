@@ -364,6 +364,9 @@ fn envoy_command(config: &Path, dir: &Path, mode_validate: bool) -> Command {
             "--log-path",
         ])
         .arg(dir.join("envoy.log"))
+        // Not cargo's library path (target/*/deps): Envoy 1.37, when a module it loads by name
+        // refuses to initialise, tries the name again there, and would find a second copy of it.
+        .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(
@@ -534,10 +537,23 @@ impl Envoy {
     /// Pushes a new policy through LDS (only for [`EnvoyBuilder::start_dynamic`]) and waits until
     /// Envoy has accepted or rejected it; returns true if the update was accepted.
     pub fn update_policy(&self, policy: &str) -> bool {
+        let mut builder = self
+            .dynamic
+            .as_ref()
+            .expect("update_policy needs start_dynamic")
+            .builder
+            .clone();
+        builder.policy = policy.to_string();
+        self.update_listener(builder)
+    }
+
+    /// Pushes the listener of another builder through LDS (only for
+    /// [`EnvoyBuilder::start_dynamic`]), as [`update_policy`](Self::update_policy) does.
+    pub fn update_listener(&self, builder: EnvoyBuilder) -> bool {
         let dynamic = self
             .dynamic
             .as_ref()
-            .expect("update_policy needs start_dynamic");
+            .expect("update_listener needs start_dynamic");
         let counters = |s: &BTreeMap<String, u64>| {
             (
                 s.get("listener_manager.lds.update_success")
@@ -554,13 +570,12 @@ impl Envoy {
             *v += 1;
             *v
         };
-        let mut next = Dynamic {
-            builder: dynamic.builder.clone(),
+        let next = Dynamic {
+            builder,
             lds_path: dynamic.lds_path.clone(),
             port: dynamic.port,
             version: Mutex::new(version),
         };
-        next.builder.policy = policy.to_string();
         next.write_lds(version);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

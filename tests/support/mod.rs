@@ -67,6 +67,39 @@ pub fn envoy_bin() -> PathBuf {
     required_file_from_env("ENVOY_BIN")
 }
 
+/// The release of `ENVOY_BIN` (major, minor, patch), from `envoy --version`
+/// (`envoy  version: <commit>/1.40.0/Clean/RELEASE/BoringSSL`).
+pub fn envoy_release() -> (u32, u32, u32) {
+    let out = std::process::Command::new(envoy_bin())
+        .arg("--version")
+        .output()
+        .expect("run envoy --version");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let version = text
+        .split("version: ")
+        .nth(1)
+        .and_then(|v| v.split('/').nth(1))
+        .unwrap_or_else(|| panic!("no version in `envoy --version`: {text}"));
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().expect("version number"));
+    let mut next = || {
+        parts
+            .next()
+            .unwrap_or_else(|| panic!("bad version {version}"))
+    };
+    (next(), next(), next())
+}
+
+/// The Envoy release the dynamic module is built for (`dynamic-module/src/hosting.rs`).
+pub const NATIVE_BUILT_FOR: (u32, u32) = (1, 40);
+
+/// Whether `ENVOY_BIN` is the release the dynamic module is built for.
+pub fn envoy_runs_the_dynamic_module() -> bool {
+    let (major, minor, _) = envoy_release();
+    (major, minor) == NATIVE_BUILT_FOR
+}
+
 /// The filter under test (`CORS_WASM`, normally `dist/cors_proxy_wasm.wasm`).
 pub fn cors_wasm() -> PathBuf {
     required_file_from_env("CORS_WASM")

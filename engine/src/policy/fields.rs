@@ -173,13 +173,13 @@ policy_fields! {
     ///
     /// send `Access-Control-Allow-Credentials: true`
     ALLOW_CREDENTIALS = "allow_credentials", Kind::Bool { default: false };
-    /// Access-Control-Max-Age of successful preflights, in seconds; absent = not sent. Browsers cap it (Chromium 7200, Firefox 86400).
+    /// Access-Control-Max-Age of successful preflights, in seconds; absent = not sent (browsers then reuse an answer for 5 s). Browsers cap it: WebKit (Safari) 600, Chromium 7200, Firefox 86400.
     ///
-    /// `Access-Control-Max-Age` on allowed preflights (Chromium caps at 7200)
+    /// `Access-Control-Max-Age` on allowed preflights; browsers cap it: WebKit (Safari) 600, Chromium 7200, Firefox 86400 (see [below](#what-browsers-make-of-it))
     MAX_AGE = "max_age", Kind::Integer { min: 0, max: MAX_AGE_SECONDS as i64, default: None } => max_age: Option<u32>;
-    /// Answer Private Network Access preflights with Access-Control-Allow-Private-Network: true.
+    /// Answer Private Network Access preflights with Access-Control-Allow-Private-Network: true (sent by older Chromium only; current Chrome asks the user instead).
     ///
-    /// answer Private Network Access preflights
+    /// answer Private Network Access preflights (older Chromium only, see [below](#what-browsers-make-of-it))
     ALLOW_PRIVATE_NETWORK = "allow_private_network", Kind::Bool { default: false } => allow_private_network: bool;
     /// A preflight that fails a check: reject = local 403; forward = send it upstream untouched.
     ///
